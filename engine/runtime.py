@@ -1,0 +1,66 @@
+"""The one place where Taichi is initialised.
+
+The CLI and the test fixture both call :func:`init`. Kernel classes read the precision
+from :func:`real` at construction and never at import time.
+"""
+from __future__ import annotations
+
+import logging
+
+import taichi as ti
+
+log = logging.getLogger(__name__)
+
+ARCHS = ("cpu", "cuda", "vulkan", "auto")
+PRECISIONS = ("f32", "f64")
+
+_state = {"arch": None, "fp": None}
+
+
+def init(arch: str = "cpu", fp: str = "f64", debug: bool = False, **kwargs) -> str:
+    """Initialise Taichi once for this process.
+
+    Parameters
+    ----------
+    arch : one of ``cpu``, ``cuda``, ``vulkan``, ``auto``.
+    fp : default real precision, ``f64`` or ``f32``.
+
+    Returns the name of the backend actually used.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+    if fp not in PRECISIONS:
+        raise ValueError(f"fp must be one of {', '.join(PRECISIONS)}, got {fp!r}")
+    target = {"cpu": ti.cpu, "cuda": ti.cuda, "vulkan": ti.vulkan, "auto": ti.gpu}[arch]
+    ti.reset()
+    kwargs.setdefault("offline_cache", True)
+    ti.init(arch=target, default_fp=ti.f64 if fp == "f64" else ti.f32,
+            default_ip=ti.i32, debug=debug, log_level=ti.WARN, **kwargs)
+    used = str(ti.lang.impl.current_cfg().arch).split(".")[-1]
+    _state.update(arch=used, fp=fp)
+    return used
+
+
+def real():
+    """The Taichi real type chosen at :func:`init` (``ti.f64`` or ``ti.f32``)."""
+    if _state["fp"] is None:
+        raise RuntimeError("engine.runtime.init() must be called before building kernels")
+    return ti.f64 if _state["fp"] == "f64" else ti.f32
+
+
+def np_real():
+    """The numpy dtype matching :func:`real`."""
+    import numpy as np
+
+    return np.float64 if real() == ti.f64 else np.float32
+
+
+def arch_name() -> str | None:
+    """Backend in use (``x64``, ``cuda``, ...), or None before :func:`init`."""
+    return _state["arch"]
+
+
+def reset() -> None:
+    """Release Taichi's runtime (fields, kernels)."""
+    ti.reset()
+    _state.update(arch=None, fp=None)

@@ -1,0 +1,42 @@
+import shutil
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--arch", default="cpu", help="taichi arch for tests: cpu|cuda|vulkan")
+    parser.addoption("--fp", default="f64", help="default real precision: f64|f32")
+
+
+@pytest.fixture
+def ti_runtime(request):
+    """A fresh Taichi runtime for one test (see engine.runtime)."""
+    import taichi as ti
+
+    from engine import runtime
+
+    arch = request.config.getoption("--arch")
+    fp = request.config.getoption("--fp")
+    if arch != "cpu":
+        try:
+            runtime.init(arch=arch, fp=fp, offline_cache=False)
+        except Exception as exc:  # pragma: no cover - depends on the machine
+            pytest.skip(f"arch {arch} unavailable: {exc}")
+    else:
+        runtime.init(arch="cpu", fp=fp, offline_cache=False)
+    yield runtime
+    ti.sync()
+    runtime.reset()
+
+
+def pytest_collection_modifyitems(config, items):
+    if shutil.which("yade") is None:
+        skip = pytest.mark.skip(reason="yade is not installed (apt-get install -y yade)")
+        for item in items:
+            if "yade" in item.keywords:
+                item.add_marker(skip)
+    if config.getoption("--arch") == "cpu":
+        skip = pytest.mark.skip(reason="GPU test: run with --arch cuda on a GPU machine")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
