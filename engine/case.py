@@ -1,0 +1,365 @@
+"""Case files (TOML): parsed, overridden and validated once, at the edge.
+
+Every key, its type, default and meaning is documented in ``docs/cases.md``. Only the
+validated :class:`Case` travels downstream; ``Case.resolved`` is the dictionary written to
+``run.json`` (all defaults filled in).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODELS = ("elastic", "csuh", "mcc", "ime", "dem")
+KINEMATICS = ("plane_strain", "plane_stress", "3d")
+DAMPING = ("local", "mass", "none")
+QUANTITIES = ("reaction", "displacement", "mean_strain")
+COMPONENTS = ("x", "y", "z")
+REQUIRED = object()
+
+
+class CaseError(ValueError):
+    """A one-line message naming the case file, the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class BoundaryCondition:
+    """Prescribed velocity on a node set: ``velocity[d]`` (m/s) on components where ``mask[d]``."""
+    where: str
+    nodes: str | None
+    at: tuple | None
+    mask: tuple
+    velocity: tuple
+    radial_velocity: float | None
+    center: tuple
+
+
+@dataclass(frozen=True)
+class PressureLoad:
+    where: str
+    facets: str
+    pressure: float
+
+
+@dataclass(frozen=True)
+class Curve:
+    where: str
+    name: str
+    quantity: str
+    nodes: str | None
+    component: str
+    scale: float
+
+
+@dataclass(frozen=True)
+class Case:
+    path: Path
+    name: str
+    steps: int
+    dt: float
+    kinematics: str | None
+    mass_scaling: float | str
+    gravity: tuple | None
+    mesh_file: Path
+    mesh_scale: float
+    thickness: float
+    material: dict
+    p0: float
+    damping: str
+    alpha: float
+    c: float
+    bcs: tuple
+    loads: tuple
+    curves: tuple
+    output: dict
+    resolved: dict = field(repr=False)
+
+    def where(self, key: str) -> str:
+        return f"{self.path}: {key}"
+
+
+# ---------------------------------------------------------------------------------------------
+def _type_name(kind) -> str:
+    if isinstance(kind, tuple):
+        return " or ".join(repr(k) if isinstance(k, str) else _type_name(k) for k in kind)
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false",
+            list: "an array", dict: "a table"}.get(kind, str(kind))
+
+
+def _check(value, kind, where: str, key: str):
+    """Convert/validate one value against ``kind``: a type, or a tuple of allowed strings/types."""
+    if isinstance(kind, tuple):
+        for k in kind:
+            if isinstance(k, str) and value == k:
+                return value
+            if isinstance(k, type):
+                try:
+                    return _check(value, k, where, key)
+                except CaseError:
+                    pass
+        raise CaseError(f"{where}: {key} = {value!r} is not allowed (allowed: {_type_name(kind)})")
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise CaseError(f"{where}: {key} must be a finite number, got {value!r}")
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind in (str, bool, list, dict) and isinstance(value, kind):
+        return value
+    raise CaseError(f"{where}: {key} must be {_type_name(kind)}, got {value!r}")
+
+
+class _Table:
+    """Reads keys from one TOML table, remembering which were used so leftovers are errors."""
+
+    def __init__(self, data: Any, where: str, name: str):
+        if not isinstance(data, dict):
+            raise CaseError(f"{where}: [{name}] must be a table, got {data!r}")
+        self.data, self.where, self.name, self.used = data, where, name, set()
+        self.resolved: dict = {}
+
+    def get(self, key: str, kind, default=REQUIRED, check=None, allowed: str = ""):
+        self.used.add(key)
+        full = f"{self.name}.{key}"
+        if key not in self.data:
+            if default is REQUIRED:
+                raise CaseError(f"{self.where}: missing required key {full} ({_type_name(kind)})")
+            self.resolved[key] = default
+            return default
+        value = _check(self.data[key], kind, self.where, full)
+        if check is not None and not check(value):
+            raise CaseError(f"{self.where}: {full} = {value!r} is out of range (allowed: {allowed})")
+        self.resolved[key] = value
+        return value
+
+    def finish(self, allowed_extra: tuple = ()):
+        unknown = sorted(set(self.data) - self.used - set(allowed_extra))
+        if unknown:
+            known = ", ".join(sorted(self.used | set(allowed_extra)))
+            raise CaseError(f"{self.where}: unknown key {self.name}.{unknown[0]} (allowed: {known})")
+        return self.resolved
+
+
+# ---------------------------------------------------------------------------------------------
+def parse_override(text: str) -> tuple[list, Any]:
+    """``dotted.key=value`` -> (path parts, value); the value is read as TOML, else as a string."""
+    if "=" not in text:
+        raise CaseError(f"--set {text!r}: expected dotted.key=value")
+    key, raw = text.split("=", 1)
+    parts = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    if not all(str(p) for p in parts):
+        raise CaseError(f"--set {text!r}: empty key part")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return parts, value
+
+
+def apply_overrides(data: dict, overrides: list[str], path: Path) -> dict:
+    data = copy.deepcopy(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = data
+        for i, p in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                if not isinstance(p, int) or p >= len(node):
+                    raise CaseError(f"{path}: --set {text}: index {p} out of range for "
+                                    f"{'.'.join(map(str, parts[:i]))} (has {len(node)} entries)")
+                node = node[p]
+            else:
+                node = node.setdefault(p, {})
+        last = parts[-1]
+        if isinstance(node, list):
+            if not isinstance(last, int) or last >= len(node):
+                raise CaseError(f"{path}: --set {text}: index out of range")
+            node[last] = value
+        else:
+            node[last] = value
+    return data
+
+
+def load_case(path: str | Path, overrides: list[str] | None = None) -> Case:
+    """Read, override and validate a case file. Raises :class:`CaseError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CaseError(f"{path}: case file not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise CaseError(f"{path}: not valid TOML: {exc}") from None
+    data = apply_overrides(data, overrides or [], path)
+    return validate(data, path)
+
+
+def validate(data: dict, path: Path) -> Case:
+    where = str(path)
+    sections = ("run", "mesh", "material", "initial", "damping", "bc", "load", "curve", "output")
+    for key in data:
+        if key not in sections:
+            raise CaseError(f"{where}: unknown section [{key}] (allowed: {', '.join(sections)})")
+    resolved: dict = {}
+
+    run = _Table(data.get("run", {}), where, "run")
+    name = run.get("name", str, path.stem)
+    steps = run.get("steps", int, check=lambda v: v > 0, allowed="> 0")
+    dt = run.get("dt", float, check=lambda v: v > 0, allowed="> 0 s")
+    kinematics = run.get("kinematics", KINEMATICS, None)
+    mass_scaling = run.get("mass_scaling", (float, "auto"), 1.0,
+                           check=lambda v: v == "auto" or v >= 1.0, allowed='>= 1 or "auto"')
+    gravity = run.get("gravity", list, None)
+    if gravity is not None:
+        gravity = tuple(_check(g, float, where, "run.gravity[]") for g in gravity)
+    run.get("description", str, "")
+    resolved["run"] = run.finish()
+
+    mesh = _Table(data.get("mesh", {}), where, "mesh")
+    mesh_file = (path.parent / mesh.get("file", str)).resolve()
+    if not mesh_file.is_file():
+        raise CaseError(f"{where}: mesh.file: {mesh_file} does not exist")
+    scale = mesh.get("scale", float, 1.0, check=lambda v: v > 0, allowed="> 0")
+    thickness = mesh.get("thickness", float, 1.0, check=lambda v: v > 0, allowed="> 0 m")
+    resolved["mesh"] = mesh.finish()
+    resolved["mesh"]["file"] = str(mesh_file)
+
+    material = _material(data.get("material", {}), where)
+    resolved["material"] = material
+
+    initial = _Table(data.get("initial", {}), where, "initial")
+    p0 = initial.get("p0", float, 0.0, check=lambda v: v >= 0, allowed=">= 0 Pa")
+    resolved["initial"] = initial.finish()
+
+    damping = _Table(data.get("damping", {}), where, "damping")
+    kind = damping.get("kind", DAMPING, "local")
+    alpha = damping.get("alpha", float, 0.8 if kind == "local" else 0.0,
+                        check=lambda v: 0 <= v < 1, allowed="0 <= alpha < 1")
+    c = damping.get("c", float, 0.0, check=lambda v: v >= 0, allowed=">= 0 1/s")
+    if kind != "local":
+        alpha = 0.0
+    if kind != "mass":
+        c = 0.0
+    resolved["damping"] = damping.finish()
+
+    bcs = tuple(_bc(entry, where, i) for i, entry in enumerate(_array(data, "bc", where)))
+    loads = tuple(_load(entry, where, i) for i, entry in enumerate(_array(data, "load", where)))
+    curves = tuple(_curve(entry, where, i) for i, entry in enumerate(_array(data, "curve", where)))
+    names = [cv.name for cv in curves]
+    if len(set(names)) != len(names):
+        raise CaseError(f"{where}: curve names must be unique, got {names}")
+    resolved["bc"] = [dict(e) for e in data.get("bc", [])]
+    resolved["load"] = [dict(e) for e in data.get("load", [])]
+    resolved["curve"] = [dict(e) for e in data.get("curve", [])]
+
+    out = _Table(data.get("output", {}), where, "output")
+    output = {
+        "every": out.get("every", int, max(1, steps // 50), check=lambda v: v > 0, allowed="> 0 steps"),
+        "vtk": out.get("vtk", bool, True),
+        "dataset": out.get("dataset", bool, False),
+        "dataset_every": out.get("dataset_every", int, 1, check=lambda v: v > 0, allowed="> 0 steps"),
+        "checkpoint_every": out.get("checkpoint_every", int, 0, check=lambda v: v >= 0, allowed=">= 0 steps"),
+    }
+    resolved["output"] = out.finish()
+
+    return Case(path=path, name=name, steps=steps, dt=dt, kinematics=kinematics,
+                mass_scaling=mass_scaling, gravity=gravity, mesh_file=mesh_file, mesh_scale=scale,
+                thickness=thickness, material=material, p0=p0, damping=kind, alpha=alpha, c=c,
+                bcs=bcs, loads=loads, curves=curves, output=output, resolved=resolved)
+
+
+def _array(data: dict, key: str, where: str) -> list:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise CaseError(f"{where}: [[{key}]] must be an array of tables")
+    return value
+
+
+def _material(data: Any, where: str) -> dict:
+    table = _Table(data, where, "material")
+    model = table.get("model", MODELS)
+    table.get("density", float, check=lambda v: v > 0, allowed="> 0 kg/m^3")
+    if model == "elastic":
+        table.get("E", float, check=lambda v: v > 0, allowed="> 0 Pa")
+        table.get("nu", float, check=lambda v: -1 < v < 0.5, allowed="-1 < nu < 0.5")
+        return table.finish()
+    if model in ("csuh", "mcc", "ime"):
+        rest = {k: v for k, v in table.data.items() if k not in ("model", "density")}
+        try:
+            from materials import params as material_params
+        except ImportError:
+            raise CaseError(f"{where}: material.model = {model!r} is not available in this build "
+                            f"(allowed: elastic)") from None
+        try:
+            params, options = material_params.resolve(model, rest, where)
+        except ValueError as exc:
+            raise CaseError(str(exc)) from None
+        resolved = table.resolved
+        resolved.update(params=params, options=options)
+        return resolved
+    raise CaseError(f"{where}: material.model = {model!r} is not available in this build "
+                    f"(allowed: elastic, csuh, mcc, ime)")
+
+
+def _select(t: _Table) -> tuple:
+    nodes = t.get("nodes", str, None)
+    at = t.get("at", list, None)
+    if (nodes is None) == (at is None):
+        raise CaseError(f"{t.where}: {t.name} needs exactly one of nodes = \"GROUP\" or at = [x, y(, z)]")
+    if at is not None:
+        at = tuple(_check(x, float, t.where, f"{t.name}.at[]") for x in at)
+    return nodes, at
+
+
+def _bc(data: dict, where: str, i: int) -> BoundaryCondition:
+    t = _Table(data, where, f"bc[{i}]")
+    nodes, at = _select(t)
+    fix = t.get("fix", list, [])
+    velocity = t.get("velocity", dict, {})
+    radial = t.get("radial_velocity", float, None)
+    center = tuple(_check(x, float, where, f"bc[{i}].center[]") for x in t.get("center", list, [0.0, 0.0, 0.0]))
+    t.finish()
+    mask, vel = [0, 0, 0], [0.0, 0.0, 0.0]
+    for comp in fix:
+        if comp not in COMPONENTS:
+            raise CaseError(f"{where}: bc[{i}].fix: {comp!r} is not a component (allowed: x, y, z)")
+        mask[COMPONENTS.index(comp)] = 1
+    for comp, value in velocity.items():
+        if comp not in COMPONENTS:
+            raise CaseError(f"{where}: bc[{i}].velocity.{comp}: not a component (allowed: x, y, z)")
+        d = COMPONENTS.index(comp)
+        if mask[d]:
+            raise CaseError(f"{where}: bc[{i}]: component {comp} is both fixed and given a velocity")
+        mask[d], vel[d] = 1, _check(value, float, where, f"bc[{i}].velocity.{comp}")
+    if not any(mask) and radial is None:
+        raise CaseError(f"{where}: bc[{i}] prescribes nothing: give fix = [...], velocity = {{...}} "
+                        f"or radial_velocity")
+    if radial is not None and any(mask):
+        raise CaseError(f"{where}: bc[{i}]: radial_velocity cannot be combined with fix or velocity")
+    return BoundaryCondition(where=f"bc[{i}]", nodes=nodes, at=at, mask=tuple(mask), velocity=tuple(vel),
+                             radial_velocity=radial, center=center)
+
+
+def _load(data: dict, where: str, i: int) -> PressureLoad:
+    t = _Table(data, where, f"load[{i}]")
+    facets = t.get("facets", str)
+    pressure = t.get("pressure", float)
+    t.finish()
+    return PressureLoad(where=f"load[{i}]", facets=facets, pressure=pressure)
+
+
+def _curve(data: dict, where: str, i: int) -> Curve:
+    t = _Table(data, where, f"curve[{i}]")
+    name = t.get("name", str)
+    quantity = t.get("quantity", QUANTITIES)
+    if quantity == "mean_strain":
+        component = t.get("component", ("vol", "xx", "yy", "zz", "xy", "yz", "xz"))
+        nodes = None
+    else:
+        nodes = t.get("nodes", str)
+        component = t.get("component", ("x", "y", "z", "radial"))
+    scale = t.get("scale", float, 1.0)
+    t.finish()
+    return Curve(where=f"curve[{i}]", name=name, quantity=quantity, nodes=nodes, component=component,
+                 scale=scale)

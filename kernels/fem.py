@@ -1,0 +1,254 @@
+"""Explicit small-strain FEM: central differences, lumped mass, batched element loops.
+
+Elements: 3-node triangles with one Gauss point (2D, forces per unit thickness times
+``thickness``) and 8-node hexahedra with 2x2x2 Gauss points (3D), VTK node order.
+Stresses and strains are full 3x3 tensors, tension positive, Pa; in 2D the in-plane block
+drives the mesh and the zz components are whatever the material says (plane strain: the
+material sees eps_zz = 0).
+
+One step (``ExplicitFEM.step``), in this order (paper Algorithm 1, Eqs. 2-4):
+  1. f_int = sum over Gauss points of B^T sigma w            (w = weight x det J x thickness)
+  2. f = f_ext - f_int, damping force, a = f / m, v += dt a    (v lives at half steps)
+  3. prescribed velocity components overwrite v; du = dt v; u += du
+  4. deps = sym(grad du) at every Gauss point
+  5. material.update(deps, stress); strain += deps
+The reaction at a node is f_int - f_ext: the force that supports apply to the body in equilibrium.
+"""
+
+import numpy as np
+import taichi as ti
+
+from engine import runtime
+
+TRI_DN = np.array([[-1.0, -1.0], [1.0, 0.0], [0.0, 1.0]])
+HEX_NODES = np.array([[-1, -1, -1], [1, -1, -1], [1, 1, -1], [-1, 1, -1],
+                      [-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1]], dtype=float)
+
+
+def hex_shape(xi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Trilinear shape functions at reference points xi (n, 3): N (n, 8) and dN/dxi (n, 8, 3)."""
+    t = 1.0 + xi[:, None, :] * HEX_NODES[None, :, :]          # (n, 8, 3)
+    N = t.prod(axis=2) / 8.0
+    dN = np.empty(t.shape)
+    for k in range(3):
+        others = [j for j in range(3) if j != k]
+        dN[:, :, k] = HEX_NODES[None, :, k] * t[:, :, others[0]] * t[:, :, others[1]] / 8.0
+    return N, dN
+
+
+def element_geometry(points: np.ndarray, cells: np.ndarray, thickness: float = 1.0):
+    """Shape-function gradients and integration weights at every Gauss point.
+
+    Returns ``dNdx`` (n_elem, n_gp, npe, dim), ``weight`` (n_elem, n_gp) = w det J (x thickness
+    in 2D) and ``N`` (n_gp, npe), the shape functions at the Gauss points. Raises ValueError on a
+    non-positive Jacobian.
+    """
+    X = points[cells]                                            # (ne, npe, dim)
+    dim = points.shape[1]
+    if cells.shape[1] == 3 and dim == 2:
+        dN = TRI_DN[None, None]                                  # (1, 1, 3, 2)
+        N = np.full((1, 3), 1.0 / 3.0)
+        w = np.array([0.5]) * thickness
+    elif cells.shape[1] == 8 and dim == 3:
+        g = 1.0 / np.sqrt(3.0)
+        xi = HEX_NODES * g
+        N, dNr = hex_shape(xi)
+        dN = dNr[None]                                           # (1, 8, 8, 3)
+        w = np.ones(8)
+    else:
+        raise ValueError(f"unsupported element: {cells.shape[1]} nodes in {dim}D")
+    J = np.einsum("eai,egaj->egij", X, np.broadcast_to(dN, (X.shape[0],) + dN.shape[1:]))
+    det = np.linalg.det(J)
+    if np.any(det <= 0.0):
+        bad = int(np.argwhere(det <= 0.0)[0, 0])
+        raise ValueError(f"element {bad} has a non-positive Jacobian (inverted or degenerate)")
+    Jinv = np.linalg.inv(J)
+    dNdx = np.einsum("gaj,egji->egai", dN[0], Jinv)
+    return dNdx, det * w[None, :], N
+
+
+def critical_time_step(points: np.ndarray, cells: np.ndarray, wave_speed: float) -> float:
+    """Stable central-difference step (s): min over elements of a characteristic length / wave speed.
+
+    Triangles: the smallest altitude 2A / longest edge. Hexahedra: volume / largest face area.
+    """
+    X = points[cells]
+    if cells.shape[1] == 3:
+        e = X[:, [1, 2, 0]] - X
+        lengths = np.linalg.norm(e, axis=2)
+        area = 0.5 * np.abs(e[:, 0, 0] * e[:, 1, 1] - e[:, 0, 1] * e[:, 1, 0])
+        h = 2.0 * area / lengths.max(axis=1)
+    else:
+        faces = np.array([[0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 5, 4], [1, 2, 6, 5], [2, 3, 7, 6], [3, 0, 4, 7]])
+        F = X[:, faces]                                          # (ne, 6, 4, 3)
+        area = 0.5 * np.linalg.norm(np.cross(F[:, :, 2] - F[:, :, 0], F[:, :, 3] - F[:, :, 1]), axis=2)
+        _, vol, _ = element_geometry(points, cells)
+        h = vol.sum(axis=1) / area.max(axis=1)
+    return float(h.min() / wave_speed)
+
+
+@ti.data_oriented
+class ExplicitFEM:
+    """State and kernels of one explicit FEM model.
+
+    Parameters
+    ----------
+    points : (n_nodes, dim) reference coordinates, m.
+    cells : (n_elem, npe) connectivity (triangles or hexahedra).
+    density : inertial density, kg/m^3 (already multiplied by any mass scaling).
+    thickness : out-of-plane thickness for 2D meshes, m.
+    n_curves : number of recorded boundary quantities.
+    """
+
+    def __init__(self, points: np.ndarray, cells: np.ndarray, density: float, thickness: float = 1.0,
+                 n_curves: int = 0):
+        real = runtime.real()
+        self.dtype = real
+        self.dim = points.shape[1]
+        self.npe = cells.shape[1]
+        self.n_nodes, self.n_elem = points.shape[0], cells.shape[0]
+        dNdx, weight, N = element_geometry(points, cells, thickness)
+        self.ngp = weight.shape[1]
+        self.n_gp = self.n_elem * self.ngp
+        self.volume = weight.copy()                              # (ne, ngp) m^3 (2D: area x thickness)
+        mass = np.zeros(self.n_nodes)
+        np.add.at(mass, cells, density * np.einsum("eg,ga->ea", weight, N))
+        dim, vec = self.dim, ti.types.vector(self.dim, real)
+        self.X = ti.Vector.field(dim, real, shape=self.n_nodes)
+        self.u = ti.Vector.field(dim, real, shape=self.n_nodes)
+        self.v = ti.Vector.field(dim, real, shape=self.n_nodes)
+        self.du = ti.Vector.field(dim, real, shape=self.n_nodes)
+        self.f_int = ti.Vector.field(dim, real, shape=self.n_nodes)
+        self.f_ext = ti.Vector.field(dim, real, shape=self.n_nodes)
+        self.reaction = ti.Vector.field(dim, real, shape=self.n_nodes)
+        self.mass = ti.field(real, shape=self.n_nodes)
+        self.fixed = ti.Vector.field(dim, ti.i32, shape=self.n_nodes)
+        self.v_fixed = ti.Vector.field(dim, real, shape=self.n_nodes)
+        self.conn = ti.field(ti.i32, shape=(self.n_elem, self.npe))
+        self.dNdx = ti.Matrix.field(self.npe, dim, real, shape=(self.n_elem, self.ngp))
+        self.weight = ti.field(real, shape=(self.n_elem, self.ngp))
+        self.stress = ti.Matrix.field(3, 3, real, shape=self.n_gp)
+        self.strain = ti.Matrix.field(3, 3, real, shape=self.n_gp)
+        self.deps = ti.Matrix.field(3, 3, real, shape=self.n_gp)
+        self.inverted = ti.field(ti.i32, shape=())
+        self.n_curves = max(n_curves, 1)
+        self.curve_w_reaction = ti.Vector.field(dim, real, shape=(self.n_curves, self.n_nodes))
+        self.curve_w_disp = ti.Vector.field(dim, real, shape=(self.n_curves, self.n_nodes))
+        self.curve_w_strain = ti.Matrix.field(3, 3, real, shape=self.n_curves)
+        self.curve_value = ti.field(real, shape=self.n_curves)
+        self._vec = vec
+        self.X.from_numpy(points.astype(runtime.np_real()))
+        self.conn.from_numpy(cells.astype(np.int32))
+        self.dNdx.from_numpy(dNdx.astype(runtime.np_real()))
+        self.weight.from_numpy(weight.astype(runtime.np_real()))
+        self.mass.from_numpy(mass.astype(runtime.np_real()))
+
+    # ---- set-up -------------------------------------------------------------------------------
+    def set_boundary(self, fixed: np.ndarray, v_fixed: np.ndarray) -> None:
+        """Prescribed velocity: ``fixed`` (n_nodes, dim) 0/1 mask, ``v_fixed`` (n_nodes, dim) m/s."""
+        self.fixed.from_numpy(fixed.astype(np.int32))
+        self.v_fixed.from_numpy(v_fixed.astype(runtime.np_real()))
+
+    def set_external_force(self, f_ext: np.ndarray) -> None:
+        """Constant nodal external force (n_nodes, dim), N."""
+        self.f_ext.from_numpy(f_ext.astype(runtime.np_real()))
+
+    def set_stress(self, stress: np.ndarray) -> None:
+        """Gauss-point stress (n_gp, 3, 3), Pa, tension positive."""
+        self.stress.from_numpy(stress.astype(runtime.np_real()))
+
+    def set_curves(self, w_reaction: np.ndarray, w_disp: np.ndarray, w_strain: np.ndarray) -> None:
+        """Linear functionals recorded each step: value_c = sum_i w_r[c,i].R_i + w_u[c,i].u_i
+        + sum_gp volume_gp (w_e[c] : strain_gp)."""
+        nr = runtime.np_real()
+        pad = self.n_curves - w_reaction.shape[0]
+        self.curve_w_reaction.from_numpy(np.pad(w_reaction, ((0, pad), (0, 0), (0, 0))).astype(nr))
+        self.curve_w_disp.from_numpy(np.pad(w_disp, ((0, pad), (0, 0), (0, 0))).astype(nr))
+        self.curve_w_strain.from_numpy(np.pad(w_strain, ((0, pad), (0, 0), (0, 0))).astype(nr))
+
+    def lumped_mass(self) -> np.ndarray:
+        return self.mass.to_numpy()
+
+    # ---- kernels ------------------------------------------------------------------------------
+    @ti.kernel
+    def internal_force(self):
+        """f_int = sum_gp B^T sigma w (N)."""
+        for i in self.f_int:
+            self.f_int[i] = ti.Vector.zero(self.dtype, self.dim)
+        for e, g in self.weight:
+            s = self.stress[e * self.ngp + g]
+            w = self.weight[e, g]
+            for a in ti.static(range(self.npe)):
+                f = ti.Vector.zero(self.dtype, self.dim)
+                for i in ti.static(range(self.dim)):
+                    for j in ti.static(range(self.dim)):
+                        f[i] += s[i, j] * self.dNdx[e, g][a, j]
+                self.f_int[self.conn[e, a]] += w * f
+
+    @ti.kernel
+    def advance(self, dt: ti.template(), alpha: ti.template(), c: ti.template()):
+        """Central-difference update of v (half step) and u, with local (alpha) and mass (c) damping."""
+        for i in self.u:
+            f = self.f_ext[i] - self.f_int[i]
+            self.reaction[i] = -f
+            v = self.v[i]
+            fd = f - alpha * ti.abs(f) * ti.math.sign(v) - c * self.mass[i] * v
+            vn = v + dt * fd / self.mass[i]
+            for d in ti.static(range(self.dim)):
+                if self.fixed[i][d] != 0:
+                    vn[d] = self.v_fixed[i][d]
+            self.v[i] = vn
+            self.du[i] = dt * vn
+            self.u[i] += dt * vn
+
+    @ti.kernel
+    def strain_increment(self):
+        """deps = sym(grad du) at every Gauss point; counts points where det(I + grad u) <= 0."""
+        for e, g in self.weight:
+            G = ti.Matrix.zero(self.dtype, 3, 3)
+            H = ti.Matrix.identity(self.dtype, 3)
+            for a in ti.static(range(self.npe)):
+                n = self.conn[e, a]
+                for i in ti.static(range(self.dim)):
+                    for j in ti.static(range(self.dim)):
+                        G[i, j] += self.du[n][i] * self.dNdx[e, g][a, j]
+                        H[i, j] += self.u[n][i] * self.dNdx[e, g][a, j]
+            self.deps[e * self.ngp + g] = 0.5 * (G + G.transpose())
+            if H.determinant() <= 0.0:
+                self.inverted[None] += 1
+
+    @ti.kernel
+    def accumulate_strain(self):
+        for k in self.strain:
+            self.strain[k] += self.deps[k]
+
+    @ti.kernel
+    def record_curves(self):
+        for c in self.curve_value:
+            self.curve_value[c] = 0.0
+        for c, i in self.curve_w_reaction:
+            self.curve_value[c] += self.curve_w_reaction[c, i].dot(self.reaction[i]) \
+                + self.curve_w_disp[c, i].dot(self.u[i])
+        for c, e, g in ti.ndrange(self.n_curves, self.n_elem, self.ngp):
+            k = e * self.ngp + g
+            acc = 0.0
+            for i, j in ti.static(ti.ndrange(3, 3)):
+                acc += self.curve_w_strain[c][i, j] * self.strain[k][i, j]
+            self.curve_value[c] += self.weight[e, g] * acc
+
+    def step(self, material, dt: float, alpha: float, c: float) -> None:
+        """One explicit step (see module docstring)."""
+        self.internal_force()
+        self.advance(dt, alpha, c)
+        self.strain_increment()
+        material.update(self.deps, self.stress)
+        self.accumulate_strain()
+
+    # ---- state --------------------------------------------------------------------------------
+    def state(self) -> dict[str, np.ndarray]:
+        """Copies of the evolving fields (for output and checkpoints)."""
+        return {name: getattr(self, name).to_numpy() for name in ("u", "v", "stress", "strain", "reaction")}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        for name in ("u", "v", "stress", "strain", "reaction"):
+            getattr(self, name).from_numpy(state[name])
