@@ -29,12 +29,14 @@ class CaseError(ValueError):
 class BoundaryCondition:
     """Prescribed velocity on a node set: ``velocity[d]`` (m/s) on components where ``mask[d]``."""
     where: str
-    nodes: str | None
+    nodes: str | tuple | None
     at: tuple | None
     mask: tuple
     velocity: tuple
     radial_velocity: float | None
+    velocity_gradient: tuple | None
     center: tuple
+    until: float | None
 
 
 @dataclass(frozen=True)
@@ -303,7 +305,9 @@ def _material(data: Any, where: str) -> dict:
 
 
 def _select(t: _Table) -> tuple:
-    nodes = t.get("nodes", str, None)
+    nodes = t.get("nodes", (str, list), None)
+    if isinstance(nodes, list):
+        nodes = tuple(_check(n, str, t.where, f"{t.name}.nodes[]") for n in nodes)
     at = t.get("at", list, None)
     if (nodes is None) == (at is None):
         raise CaseError(f"{t.where}: {t.name} needs exactly one of nodes = \"GROUP\" or at = [x, y(, z)]")
@@ -318,8 +322,15 @@ def _bc(data: dict, where: str, i: int) -> BoundaryCondition:
     fix = t.get("fix", list, [])
     velocity = t.get("velocity", dict, {})
     radial = t.get("radial_velocity", float, None)
+    grad = t.get("velocity_gradient", list, None)
     center = tuple(_check(x, float, where, f"bc[{i}].center[]") for x in t.get("center", list, [0.0, 0.0, 0.0]))
+    until = t.get("until", float, None, check=lambda v: v >= 0, allowed=">= 0 s")
     t.finish()
+    if grad is not None:
+        if not (isinstance(grad, list) and len(grad) in (2, 3)
+                and all(isinstance(r, list) and len(r) == len(grad) for r in grad)):
+            raise CaseError(f"{where}: bc[{i}].velocity_gradient must be a square 2x2 or 3x3 array (1/s)")
+        grad = tuple(tuple(_check(x, float, where, f"bc[{i}].velocity_gradient[][]") for x in r) for r in grad)
     mask, vel = [0, 0, 0], [0.0, 0.0, 0.0]
     for comp in fix:
         if comp not in COMPONENTS:
@@ -332,13 +343,14 @@ def _bc(data: dict, where: str, i: int) -> BoundaryCondition:
         if mask[d]:
             raise CaseError(f"{where}: bc[{i}]: component {comp} is both fixed and given a velocity")
         mask[d], vel[d] = 1, _check(value, float, where, f"bc[{i}].velocity.{comp}")
-    if not any(mask) and radial is None:
-        raise CaseError(f"{where}: bc[{i}] prescribes nothing: give fix = [...], velocity = {{...}} "
-                        f"or radial_velocity")
-    if radial is not None and any(mask):
-        raise CaseError(f"{where}: bc[{i}]: radial_velocity cannot be combined with fix or velocity")
+    given = sum([any(mask), radial is not None, grad is not None])
+    if given == 0:
+        raise CaseError(f"{where}: bc[{i}] prescribes nothing: give fix = [...], velocity = {{...}}, "
+                        f"radial_velocity or velocity_gradient")
+    if given > 1:
+        raise CaseError(f"{where}: bc[{i}]: give only one of fix/velocity, radial_velocity, velocity_gradient")
     return BoundaryCondition(where=f"bc[{i}]", nodes=nodes, at=at, mask=tuple(mask), velocity=tuple(vel),
-                             radial_velocity=radial, center=center)
+                             radial_velocity=radial, velocity_gradient=grad, center=center, until=until)
 
 
 def _load(data: dict, where: str, i: int) -> PressureLoad:

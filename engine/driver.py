@@ -17,7 +17,7 @@ import numpy as np
 
 from engine import __version__, runtime
 from engine.case import Case
-from engine.model import Model, build
+from engine.model import Model, boundary_arrays, build
 from engine.recorders import CurveWriter, VTKWriter, write_json
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,15 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
     status, message = "completed", ""
     t_loop = time.perf_counter()
     bar = tqdm(total=case.steps, unit="step", disable=not progress, desc=case.name, dynamic_ncols=True)
+    timed = [bc.until for bc in case.bcs if bc.until is not None]
+    active = None
     try:
         for step in range(1, case.steps + 1):
+            if timed:  # prescribed velocities with an end time: switch them off mid-step
+                now = tuple((step - 0.5) * case.dt < t for t in timed)
+                if now != active and active is not None:
+                    fem.set_boundary(*boundary_arrays(case, model.mesh, (step - 0.5) * case.dt))
+                active = now
             fem.step(model.material, case.dt, case.alpha, case.c)
             fem.record_curves()
             values = fem.curve_value.to_numpy()[: len(model.curve_names)]

@@ -58,7 +58,8 @@ def build(case: Case) -> Model:
 
     density = case.material["density"]
     wave = material.wave_modulus()
-    dt_crit = critical_time_step(mesh.points, mesh.cells, np.sqrt(wave / density))
+    nu = case.material.get("nu", case.material.get("params", {}).get("nu"))
+    dt_crit = critical_time_step(mesh.points, mesh.cells, wave, density, nu, thickness)
     if case.mass_scaling == "auto":
         scaling = max(1.0, (case.dt / (0.9 * dt_crit)) ** 2)
     else:
@@ -88,12 +89,15 @@ def build(case: Case) -> Model:
                  dt_crit=dt_crit, mass_scaling=scaling, curve_names=[c.name for c in curves])
 
 
-def _nodes(case: Case, mesh: Mesh, where: str, nodes: str | None, at) -> np.ndarray:
+def _nodes(case: Case, mesh: Mesh, where: str, nodes, at) -> np.ndarray:
+    """Node indices of a group name, a tuple of group names, or the node at a point."""
     if nodes is not None:
-        if nodes not in mesh.node_sets:
-            raise CaseError(f"{case.where(where + '.nodes')} = {nodes!r} is not a group of {mesh.path} "
-                            f"(allowed: {', '.join(sorted(mesh.node_sets))})")
-        return mesh.node_sets[nodes]
+        names = (nodes,) if isinstance(nodes, str) else nodes
+        for name in names:
+            if name not in mesh.node_sets:
+                raise CaseError(f"{case.where(where + '.nodes')} = {name!r} is not a group of {mesh.path} "
+                                f"(allowed: {', '.join(sorted(mesh.node_sets))})")
+        return np.unique(np.concatenate([mesh.node_sets[n] for n in names]))
     if len(at) < mesh.dim:
         raise CaseError(f"{case.where(where + '.at')} needs {mesh.dim} coordinates, got {len(at)}")
     i = mesh.nearest_node(at[: mesh.dim])
@@ -117,22 +121,34 @@ def _direction(mesh: Mesh, nodes: np.ndarray, component: str, center=(0.0, 0.0, 
     return d
 
 
-def boundary_arrays(case: Case, mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
-    """Mask and velocity (n_nodes, dim) of prescribed velocity components; later entries win."""
+def boundary_arrays(case: Case, mesh: Mesh, time: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Mask and velocity (n_nodes, dim) of prescribed velocity components at ``time`` (s).
+
+    Later entries win; after its ``until`` time an entry holds its components still (velocity 0).
+    """
     fixed = np.zeros((mesh.n_nodes, mesh.dim), dtype=np.int32)
     v = np.zeros((mesh.n_nodes, mesh.dim))
     for bc in case.bcs:
         nodes = _nodes(case, mesh, bc.where, bc.nodes, bc.at)
+        on = 1.0 if bc.until is None or time < bc.until else 0.0
         if bc.radial_velocity is not None:
             fixed[nodes, :2] = 1
-            v[nodes] = bc.radial_velocity * _direction(mesh, nodes, "radial", bc.center)
+            v[nodes] = on * bc.radial_velocity * _direction(mesh, nodes, "radial", bc.center)
+            continue
+        if bc.velocity_gradient is not None:
+            L = np.asarray(bc.velocity_gradient)
+            if L.shape != (mesh.dim, mesh.dim):
+                raise CaseError(f"{case.where(bc.where + '.velocity_gradient')} must be {mesh.dim}x{mesh.dim} "
+                                f"for this mesh")
+            fixed[nodes] = 1
+            v[nodes] = on * (mesh.points[nodes] - np.asarray(bc.center[: mesh.dim])) @ L.T
             continue
         for d in range(3):
             if bc.mask[d]:
                 if d >= mesh.dim:
                     raise CaseError(f"{case.where(bc.where)}: component z on a 2D mesh (allowed: x, y)")
                 fixed[nodes, d] = 1
-                v[nodes, d] = bc.velocity[d]
+                v[nodes, d] = on * bc.velocity[d]
     return fixed, v
 
 

@@ -1,0 +1,312 @@
+"""Batched DEM representative volume elements: the Gauss-point material ``model = "dem"``.
+
+:class:`RVEBatch` holds ``n_cells`` periodic cells (``kernels.periodic_cell.PeriodicCells``) built
+round-robin from template packings. One :meth:`RVEBatch.update` applies each cell's own strain
+increment over ``steps_per_increment`` steps (constant velocity gradient ``L = deps / (n dt)``),
+then relaxes the cells at fixed shape until YADE's unbalanced-force ratio is below ``tol`` or
+``cap`` relaxation steps are spent, and returns the Love-Weber stress.
+
+Conventions: tension positive, Pa. In 2D the in-plane 2x2 block of ``deps`` is used and the
+returned stress has **zeros** in the out-of-plane components (zz, xz, yz): the disk assembly
+carries no out-of-plane stress, consistent with the paper's plane-stress setting. The stress is
+the symmetric part of the Love-Weber tensor (YADE's ``getStress`` is not symmetrised).
+"""
+
+import logging
+import math
+from dataclasses import replace
+
+import numpy as np
+import taichi as ti
+
+from engine import runtime
+from engine.packing import Packing, PackingError, consolidate
+from kernels.periodic_cell import PeriodicCells
+
+log = logging.getLogger(__name__)
+
+OVERRIDE_KEYS = {"young", "poisson", "friction", "density", "damping", "thickness", "dt_safety",
+                 "skin_factor", "max_contacts_per_particle", "check_every", "p0"}
+
+
+def cells_from_packings(packings: list[Packing], n_cells: int, contacts: bool = True,
+                        max_contacts: int | None = None, dt_safety: float = 0.3,
+                        skin_factor: float = 0.3) -> PeriodicCells:
+    """Build ``n_cells`` cells from ``packings`` (cell ``c`` uses ``packings[c % len]``).
+
+    With ``contacts`` the packings' saved contact state (shear forces) is restored.
+    """
+    dims = {p.dim for p in packings}
+    if len(dims) != 1:
+        raise PackingError(f"template packings mix dimensions {sorted(dims)}")
+    dim = dims.pop()
+    nt = len(packings)
+    max_p = max(p.n for p in packings)
+    cells = PeriodicCells(n_cells, max_p, dim, max_contacts=max_contacts)
+    tid = np.arange(n_cells) % nt
+    h = np.stack([p.cell for p in packings])[tid]
+    x = np.zeros((nt, max_p, dim))
+    r = np.zeros((nt, max_p))
+    for t, p in enumerate(packings):
+        x[t, :p.n] = p.pos
+        r[t, :p.n] = p.radius
+    cst = {k: np.array([getattr(p, k) for p in packings])[tid]
+           for k in ("density", "young", "poisson", "friction", "damping", "thickness")}
+    cells.load(h, x[tid], r[tid], np.array([p.n for p in packings])[tid],
+               density=cst["density"], young=cst["young"], ratio=cst["poisson"],
+               tan_phi=np.tan(cst["friction"]), damping=cst["damping"],
+               thickness=cst["thickness"], dt_safety=dt_safety, skin_factor=skin_factor)
+    if contacts:
+        parts = []
+        for t, p in enumerate(packings):
+            if p.contacts is None or len(p.contacts["c_ids"]) == 0:
+                continue
+            cs = np.nonzero(tid == t)[0]
+            ids = p.contacts["c_ids"]
+            m = len(ids)
+            parts.append((np.repeat(cs, m), np.tile(ids[:, 0], len(cs)), np.tile(ids[:, 1], len(cs)),
+                          np.tile(p.contacts["c_fs"], (len(cs), 1)),
+                          np.tile(p.contacts["c_normal"], (len(cs), 1))))
+        if parts:
+            cc, ii, jj, fs, nn = (np.concatenate(a) for a in zip(*parts))
+            k = cells.image_of(cc, ii, jj)
+            miss = cells.set_contact_state(cc, ii, jj, k, fs, nn)
+            if miss:
+                log.warning("%d saved contacts were not found in the neighbour lists", miss)
+    return cells
+
+
+def packing_from_cells(cells: PeriodicCells, c: int, template: Packing) -> Packing:
+    """The state of cell ``c`` as a Packing (positions wrapped, contact state, measured stress)."""
+    cells.measure()
+    n = int(cells.npart.to_numpy()[c])
+    h = cells.h.to_numpy()[c].astype(np.float64)
+    s = cells.s.to_numpy()[c, :n].astype(np.float64)
+    s -= np.floor(s)
+    ca = cells.contact_arrays(c)
+    return replace(template, cell=h, pos=s @ h.T, radius=cells.radius.to_numpy()[c, :n].astype(np.float64),
+                   stress=cells.stress.to_numpy()[c].astype(np.float64),
+                   contacts={"c_ids": ca["ids"], "c_fn": ca["fn"], "c_fs": ca["fs"],
+                             "c_normal": ca["normal"]})
+
+
+def prepare_templates(packings: list[Packing], p0_default: float = 100e3) -> tuple[list[Packing], list[str]]:
+    """Packings ready for use: those without contact state are re-consolidated to their stress.
+
+    Returns the packings and one line per packing saying what was done.
+    """
+    out, notes = [], []
+    for t, p in enumerate(packings):
+        if p.contacts is not None and len(p.contacts["c_ids"]) > 0:
+            out.append(p)
+            notes.append(f"template {t}: contact state restored ({len(p.contacts['c_ids'])} contacts)")
+        else:
+            ms = p.mean_stress()
+            p0 = -ms if ms is not None and ms < 0 else p0_default
+            out.append(consolidate(p, p0=p0))
+            notes.append(f"template {t}: no contact state, re-consolidated to p0 = {p0:.6g} Pa")
+        log.info(notes[-1])
+    return out, notes
+
+
+def _sym3(sig: np.ndarray, dim: int) -> np.ndarray:
+    """(n, dim, dim) -> symmetric (n, 3, 3) with zeros out of plane in 2D."""
+    out = np.zeros((len(sig), 3, 3))
+    out[:, :dim, :dim] = 0.5 * (sig + np.transpose(sig, (0, 2, 1)))
+    return out
+
+
+@ti.data_oriented
+class RVEBatch:
+    """``n_cells`` DEM cells advanced together; the FEM's ``material.model = "dem"``.
+
+    Parameters
+    ----------
+    packings : template packings (round-robin over cells); ones without contact state are
+        re-consolidated to their recorded stress (100 kPa if none) first.
+    n_cells : number of cells (Gauss points).
+    dim : 2 or 3, must match the packings.
+    steps_per_increment : DEM steps over which each strain increment is applied.
+    tol : unbalanced-force ratio that ends relaxation.
+    cap : maximum relaxation steps after the strain steps (hitting it is reported by :meth:`cap_hit`).
+    overrides : optional material/solver settings, keys in ``OVERRIDE_KEYS`` (e.g. ``friction``
+        in radians, ``damping``, ``dt_safety``, ``max_contacts_per_particle``, ``check_every``).
+    """
+
+    def __init__(self, packings: list[Packing], n_cells: int, dim: int, steps_per_increment: int,
+                 tol: float, cap: int, overrides: dict | None = None):
+        overrides = dict(overrides or {})
+        bad = set(overrides) - OVERRIDE_KEYS
+        if bad:
+            raise ValueError(f"unknown RVE overrides {sorted(bad)}; known: {sorted(OVERRIDE_KEYS)}")
+        if not packings:
+            raise ValueError("need at least one template packing")
+        if any(p.dim != dim for p in packings):
+            raise PackingError(f"template packings are not {dim}D")
+        if steps_per_increment < 1 or cap < 0 or tol <= 0:
+            raise ValueError("need steps_per_increment >= 1, cap >= 0, tol > 0")
+        mat = {k: overrides[k] for k in ("young", "poisson", "friction", "density", "damping",
+                                         "thickness") if k in overrides}
+        packings, self.notes = prepare_templates([replace(p, **mat) for p in packings],
+                                                 overrides.get("p0", 100e3))
+        self.dim, self.n_cells = dim, int(n_cells)
+        self.steps_per_increment, self.tol, self.cap = int(steps_per_increment), float(tol), int(cap)
+        self.check_every = int(overrides.get("check_every", 10))
+        self.cells = cells_from_packings(packings, n_cells, contacts=True,
+                                         max_contacts=overrides.get("max_contacts_per_particle"),
+                                         dt_safety=overrides.get("dt_safety", 0.3),
+                                         skin_factor=overrides.get("skin_factor", 0.3))
+        self.real = runtime.real()
+        self.cells.measure()
+        self._stress0 = _sym3(self.cells.stress.to_numpy().astype(np.float64), dim)
+        self.unbalanced = self.cells.unbalanced.to_numpy().astype(np.float64)
+        self.steps_used = np.zeros(n_cells, np.int64)
+        self._cap = np.zeros(n_cells, bool)
+
+    @ti.kernel
+    def _set_L(self, deps: ti.template(), n: ti.i32):
+        for c in range(self.cells.n_cells):
+            for a, b in ti.static(ti.ndrange(self.dim, self.dim)):
+                self.cells.L[c][a, b] = ti.cast(0.5 * (deps[c][a, b] + deps[c][b, a]), self.cells.real) / (n * self.cells.dt[c])
+
+    @ti.kernel
+    def _settle(self, tol: ti.f64) -> ti.i32:
+        """Deactivate converged cells; return how many are still active."""
+        left = 0
+        for c in range(self.cells.n_cells):
+            if self.cells.active[c] != 0:
+                if self.cells.unbalanced[c] < tol:
+                    self.cells.active[c] = 0
+                else:
+                    left += 1
+        return left
+
+    @ti.kernel
+    def _write_stress(self, stress: ti.template()):
+        for c in range(self.cells.n_cells):
+            s = ti.Matrix.zero(stress.dtype, 3, 3)
+            for a, b in ti.static(ti.ndrange(self.dim, self.dim)):
+                s[a, b] = 0.5 * (self.cells.stress[c][a, b] + self.cells.stress[c][b, a])
+            stress[c] = s
+
+    def update(self, deps, stress) -> None:
+        """Apply ``deps`` (ti.Matrix.field(3, 3), tension positive) and write the stress (Pa)."""
+        cells = self.cells
+        cells.active.fill(1)
+        cells.steps.fill(0)
+        self._set_L(deps, self.steps_per_increment)
+        cells.step(self.steps_per_increment)
+        cells.L.fill(0.0)
+        relaxed = 0
+        cells.measure()
+        left = self._settle(self.tol)
+        while left > 0 and relaxed < self.cap:
+            n = min(self.check_every, self.cap - relaxed)
+            cells.step(n)
+            relaxed += n
+            cells.measure()
+            left = self._settle(self.tol)
+        cells.check_capacity()
+        self._cap = cells.active.to_numpy() != 0
+        cells.active.fill(1)
+        self.unbalanced = cells.unbalanced.to_numpy().astype(np.float64)
+        self.steps_used = cells.steps.to_numpy().astype(np.int64)
+        if self._cap.any():
+            log.warning("%d of %d RVE cells hit the relaxation cap (%d steps; unbalanced up to %.3g)",
+                        int(self._cap.sum()), self.n_cells, self.cap, float(self.unbalanced[self._cap].max()))
+        self._write_stress(stress)
+
+    def cap_hit(self) -> np.ndarray:
+        """Indices of the cells that hit the relaxation cap in the last update."""
+        return np.nonzero(self._cap)[0]
+
+    def stress_numpy(self) -> np.ndarray:
+        """(n_cells, 3, 3) current symmetric Love-Weber stress (Pa, tension positive)."""
+        return _sym3(cells.stress.to_numpy().astype(np.float64), self.dim)
+
+    def initial_stress(self) -> np.ndarray:
+        """(n_cells, 3, 3) stress of the cells as built (Pa, tension positive)."""
+        return self._stress0.copy()
+
+    def snapshot(self) -> dict:
+        d = {"cells." + k: v for k, v in cells.snapshot().items()}
+        d.update(rve_unbalanced=self.unbalanced.copy(), rve_steps_used=self.steps_used.copy(),
+                 rve_cap=self._cap.copy(), rve_stress0=self._stress0.copy())
+        return d
+
+    def restore(self, d: dict) -> None:
+        cells.restore({k[6:]: v for k, v in d.items() if k.startswith("cells.")})
+        self.unbalanced = d["rve_unbalanced"].copy()
+        self.steps_used = d["rve_steps_used"].copy()
+        self._cap = d["rve_cap"].copy()
+        self._stress0 = d["rve_stress0"].copy()
+
+    def wave_modulus(self) -> float:
+        """Voigt (upper-bound) estimate of the constrained modulus of the cells (Pa).
+
+        ``M_a = (1/V) sum_c l^2 (kn n_a^4 + ks n_a^2 (1 - n_a^2))``, the largest over axes and cells.
+        """
+        cells, nl = self.cells, cells.lists
+        npart = cells.npart.to_numpy()
+        cnt, nj = nl.nb_count.to_numpy(), nl.nb_j.to_numpy()
+        act, nrm, pen = nl.c_active.to_numpy(), nl.c_n.to_numpy().astype(np.float64), nl.c_pen.to_numpy()
+        r = cells.radius.to_numpy().astype(np.float64)
+        c_i, i_i, e_i = np.nonzero((np.arange(nl.K)[None, None, :] < cnt[..., None]) & (act != 0))
+        j_i = nj[c_i, i_i, e_i]
+        own = i_i < j_i
+        c_i, i_i, e_i, j_i = c_i[own], i_i[own], e_i[own], j_i[own]
+        ri, rj = r[c_i, i_i], r[c_i, j_i]
+        young = cells.young.to_numpy().astype(np.float64)[c_i]
+        kn = 2.0 * young * ri * rj / (ri + rj)
+        ks = kn * cells.ratio.to_numpy().astype(np.float64)[c_i]
+        l2 = (ri + rj - pen[c_i, i_i, e_i]) ** 2
+        n = nrm[c_i, i_i, e_i]
+        h = cells.h.to_numpy().astype(np.float64)
+        vol = np.abs(np.linalg.det(h))
+        if self.dim == 2:
+            vol = vol * cells.thickness.to_numpy().astype(np.float64)
+        best = 0.0
+        for a in range(self.dim):
+            m = l2 * (kn * n[:, a] ** 4 + ks * n[:, a] ** 2 * (1.0 - n[:, a] ** 2))
+            per = np.bincount(c_i, weights=m, minlength=self.n_cells) / vol
+            best = max(best, float(per.max()) if len(per) else 0.0)
+        del npart
+        return best
+
+    def density(self) -> float:
+        """Mean bulk density of the cells (kg/m3): solid mass over cell volume."""
+        cells = self.cells
+        mass = cells.mass.to_numpy().astype(np.float64)
+        valid = np.arange(cells.max_p)[None, :] < cells.npart.to_numpy()[:, None]
+        vol = np.abs(np.linalg.det(cells.h.to_numpy().astype(np.float64)))
+        if self.dim == 2:
+            vol = vol * cells.thickness.to_numpy().astype(np.float64)
+        return float(np.mean((mass * valid).sum(axis=1) / vol))
+
+
+def strain_history(batch: RVEBatch, strains: np.ndarray, progress=None) -> np.ndarray:
+    """Drive ``batch`` along strain histories ``strains`` (n_cells, n_steps, 3, 3), tension positive.
+
+    Returns the stresses (n_cells, n_steps, 3, 3) in Pa, tension positive; strains are total
+    strains from the initial state, increments are their differences.
+    """
+    n_cells, n_steps = strains.shape[:2]
+    if n_cells != batch.n_cells:
+        raise ValueError(f"strain histories for {n_cells} cells, batch has {batch.n_cells}")
+    real = runtime.real()
+    deps = ti.Matrix.field(3, 3, real, shape=n_cells)
+    sig = ti.Matrix.field(3, 3, real, shape=n_cells)
+    out = np.zeros((n_cells, n_steps, 3, 3))
+    prev = np.zeros((n_cells, 3, 3))
+    cap_hits = 0
+    for t in range(n_steps):
+        deps.from_numpy((strains[:, t] - prev).astype(runtime.np_real()))
+        prev = strains[:, t]
+        batch.update(deps, sig)
+        out[:, t] = sig.to_numpy()
+        cap_hits += len(batch.cap_hit())
+        if progress is not None:
+            progress(t)
+    if cap_hits:
+        log.warning("relaxation cap hit %d times (cell-increments) along the strain histories", cap_hits)
+    return out

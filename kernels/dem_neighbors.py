@@ -1,0 +1,271 @@
+"""Verlet neighbour lists for batched periodic cells, rebuilt on a binned grid in reduced coordinates.
+
+One launch serves every cell. A cell's list is rebuilt only when its particles or its shape moved
+enough to invalidate the skin:
+
+    2 max_i |h (s_i - s_ref_i)| + ||(h - h_ref) h_ref^-1||_F (2 r_max + skin) >= skin
+
+Binning is done in reduced coordinates ``s = h^-1 x`` (in [0, 1) after wrapping). Along axis ``a``
+the number of bins is ``floor(w_a / (2 r_max + skin))`` where ``w_a = 1 / |row_a(h^-1)|`` is the
+distance between the two cell faces normal to that axis, so two particles closer than
+``2 r_max + skin`` are in neighbouring bins however much the cell is sheared. Axes with fewer
+than three bins are scanned completely over the images -1, 0, 1.
+
+Each particle keeps a full list (both directions) of ``(j, k)``: particle ``j`` in the periodic
+image shifted by the integer vector ``k`` (YADE's ``cellDist``), with ``k`` relative to the
+wrapped positions of the last rebuild. The entry with ``i < j`` owns the contact state
+(shear force, previous normal, whether it touched last step); the entry of ``j`` points at it
+through ``mirror``. Rebuilds are deterministic (bins are filled in particle order per cell), so
+results do not depend on thread scheduling or on how many cells share a launch.
+"""
+import taichi as ti
+
+from engine import runtime
+
+OVERFLOW_LIST = 0     # a particle had more neighbours than max_contacts_per_particle
+OVERFLOW_MIRROR = 1   # a list entry had no partner entry (follows from a list overflow)
+OVERFLOW_THIN = 2     # a cell became thinner than one bin (2 r_max + skin) along some axis
+
+
+@ti.data_oriented
+class VerletLists:
+    """Neighbour lists and per-contact state for :class:`kernels.periodic_cell.PeriodicCells`.
+
+    Parameters
+    ----------
+    cells : the PeriodicCells that own the particles (fields ``s``, ``h``, ``radius`` ...).
+    max_contacts : list capacity per particle (neighbours within the skin, both directions).
+    """
+
+    def __init__(self, cells, max_contacts: int):
+        self.cells = cells
+        real = runtime.real()
+        if real != self.cells.real:
+            raise TypeError("VerletLists and PeriodicCells must use the same precision")
+        self.real = real
+        dim, nc, npm, K = self.cells.dim, self.cells.n_cells, self.cells.max_p, int(max_contacts)
+        self.K = K
+        self.max_bins = max(27, npm)
+        sh3 = (nc, npm, K)
+        self.nb_count = ti.field(ti.i32, shape=(nc, npm))
+        self.nb_j = ti.field(ti.i32, shape=sh3)
+        self.nb_k = ti.Vector.field(dim, ti.i32, shape=sh3)
+        self.nb_mirror = ti.field(ti.i32, shape=sh3)
+        # contact state, meaningful in owner entries (i < j)
+        self.c_fs = ti.Vector.field(dim, real, shape=sh3)
+        self.c_n = ti.Vector.field(dim, real, shape=sh3)
+        self.c_active = ti.field(ti.i32, shape=sh3)
+        self.c_force = ti.Vector.field(dim, real, shape=sh3)   # force on i (the owner)
+        self.c_pen = ti.field(real, shape=sh3)
+        # previous lists, used during a rebuild to carry the contact state over
+        self.o_count = ti.field(ti.i32, shape=(nc, npm))
+        self.o_j = ti.field(ti.i32, shape=sh3)
+        self.o_k = ti.Vector.field(dim, ti.i32, shape=sh3)
+        self.o_fs = ti.Vector.field(dim, real, shape=sh3)
+        self.o_n = ti.Vector.field(dim, real, shape=sh3)
+        self.o_active = ti.field(ti.i32, shape=sh3)
+        # per particle / per cell bookkeeping
+        self.s_ref = ti.Vector.field(dim, real, shape=(nc, npm))
+        self.wrap = ti.Vector.field(dim, ti.i32, shape=(nc, npm))
+        self.p_bin = ti.field(ti.i32, shape=(nc, npm))
+        self.bin_ids = ti.field(ti.i32, shape=(nc, npm))
+        self.bin_count = ti.field(ti.i32, shape=(nc, self.max_bins))
+        self.bin_start = ti.field(ti.i32, shape=(nc, self.max_bins))
+        self.nbins = ti.Vector.field(dim, ti.i32, shape=nc)
+        self.h_ref = ti.Matrix.field(dim, dim, real, shape=nc)
+        self.skin = ti.field(real, shape=nc)
+        self.rmax = ti.field(real, shape=nc)
+        self.maxdisp = ti.field(real, shape=nc)
+        self.need = ti.field(ti.i32, shape=nc)
+        self.n_rebuilds = ti.field(ti.i32, shape=nc)
+        self.overflow = ti.field(ti.i32, shape=3)
+
+    # ------------------------------------------------------------------ state for checkpoints
+    def state_fields(self) -> dict:
+        """Fields that carry state between steps (for snapshot/restore)."""
+        return {"nb_count": self.nb_count, "nb_j": self.nb_j, "nb_k": self.nb_k,
+                "nb_mirror": self.nb_mirror, "c_fs": self.c_fs, "c_n": self.c_n,
+                "c_active": self.c_active, "c_force": self.c_force, "c_pen": self.c_pen,
+                "s_ref": self.s_ref, "h_ref": self.h_ref, "skin": self.skin, "rmax": self.rmax,
+                "need": self.need, "n_rebuilds": self.n_rebuilds}
+
+    def force_rebuild(self):
+        self.need.fill(1)
+
+    # ------------------------------------------------------------------ kernels
+    @ti.kernel
+    def check(self):
+        """Flag the active cells whose lists the motion since the last rebuild may invalidate."""
+        for c in range(self.cells.n_cells):
+            self.maxdisp[c] = 0.0
+        for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
+            if self.cells.active[c] != 0 and i < self.cells.npart[c]:
+                d = self.cells.h[c] @ (self.cells.s[c, i] - self.s_ref[c, i])
+                ti.atomic_max(self.maxdisp[c], d.norm())
+        for c in range(self.cells.n_cells):
+            if self.cells.active[c] != 0:
+                dh = (self.cells.h[c] - self.h_ref[c]) @ self.h_ref[c].inverse()
+                reach = 2.0 * self.rmax[c] + self.skin[c]
+                crit = 2.0 * self.maxdisp[c] + dh.norm() * reach
+                if crit >= self.skin[c]:
+                    self.need[c] = 1
+
+    @ti.func
+    def _branch(self, c, i, j, k):
+        """Branch vector from i to the image k of j, computed identically from both ends."""
+        res = self.cells.h[c] @ (self.cells.s[c, j] + k - self.cells.s[c, i])
+        if i > j:
+            res = -(self.cells.h[c] @ (self.cells.s[c, i] - k - self.cells.s[c, j]))
+        return res
+
+    @ti.kernel
+    def rebuild(self):
+        """Rebuild the lists of the flagged cells, carrying the contact state over."""
+        dim = ti.static(self.cells.dim)
+        # 1. keep the old lists
+        for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
+            if self.need[c] != 0:
+                self.o_count[c, i] = self.nb_count[c, i]
+        for c, i, e in ti.ndrange(self.cells.n_cells, self.cells.max_p, self.K):
+            if self.need[c] != 0 and e < self.nb_count[c, i]:
+                self.o_j[c, i, e] = self.nb_j[c, i, e]
+                self.o_k[c, i, e] = self.nb_k[c, i, e]
+                self.o_fs[c, i, e] = self.c_fs[c, i, e]
+                self.o_n[c, i, e] = self.c_n[c, i, e]
+                self.o_active[c, i, e] = self.c_active[c, i, e]
+        # 2. wrap particles into the cell, remember the shift
+        for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
+            if self.need[c] != 0 and i < self.cells.npart[c]:
+                fl = ti.floor(self.cells.s[c, i])
+                self.cells.s[c, i] -= fl
+                self.wrap[c, i] = ti.cast(fl, ti.i32)
+                self.s_ref[c, i] = self.cells.s[c, i]
+        # 3. bins, filled serially per cell in particle order (deterministic)
+        for c in range(self.cells.n_cells):
+            if self.need[c] != 0:
+                self.h_ref[c] = self.cells.h[c]
+                hinv = self.cells.h[c].inverse()
+                reach = 2.0 * self.rmax[c] + self.skin[c]
+                nb = ti.Vector.zero(ti.i32, dim)
+                for a in ti.static(range(dim)):
+                    row = ti.Vector([hinv[a, b] for b in ti.static(range(dim))])
+                    width = 1.0 / row.norm()
+                    nb[a] = ti.cast(ti.floor(width / reach), ti.i32)
+                    if nb[a] < 1:
+                        self.overflow[OVERFLOW_THIN] += 1
+                        nb[a] = 1
+                total = 1
+                for a in ti.static(range(dim)):
+                    total *= nb[a]
+                while total > self.max_bins:
+                    amax = 0
+                    for a in ti.static(range(1, dim)):
+                        if nb[a] > nb[amax]:
+                            amax = a
+                    nb[amax] -= 1
+                    total = 1
+                    for a in ti.static(range(dim)):
+                        total *= nb[a]
+                self.nbins[c] = nb
+                for b in range(total):
+                    self.bin_count[c, b] = 0
+                for i in range(self.cells.npart[c]):
+                    flat = 0
+                    for a in ti.static(range(dim - 1, -1, -1)):
+                        ba = ti.cast(ti.floor(self.cells.s[c, i][a] * nb[a]), ti.i32)
+                        ba = ti.min(ti.max(ba, 0), nb[a] - 1)
+                        flat = flat * nb[a] + ba
+                    self.p_bin[c, i] = flat
+                    self.bin_count[c, flat] += 1
+                start = 0
+                for b in range(total):
+                    self.bin_start[c, b] = start
+                    start += self.bin_count[c, b]
+                    self.bin_count[c, b] = 0
+                for i in range(self.cells.npart[c]):
+                    b = self.p_bin[c, i]
+                    self.bin_ids[c, self.bin_start[c, b] + self.bin_count[c, b]] = i
+                    self.bin_count[c, b] += 1
+        # 4. search the neighbouring bins; carry the owner's contact state over
+        for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
+            if self.need[c] != 0 and i < self.cells.npart[c]:
+                nb = self.nbins[c]
+                lo = ti.Vector.zero(ti.i32, dim)
+                cnt = ti.Vector.zero(ti.i32, dim)
+                b = self.p_bin[c, i]
+                for a in ti.static(range(dim)):
+                    ba = b % nb[a]
+                    b = b // nb[a]
+                    if nb[a] >= 3:
+                        lo[a] = ba - 1
+                        cnt[a] = 3
+                    else:
+                        lo[a] = -nb[a]
+                        cnt[a] = 3 * nb[a]
+                total = 1
+                for a in ti.static(range(dim)):
+                    total *= cnt[a]
+                n = 0
+                ri = self.cells.radius[c, i]
+                for t in range(total):
+                    rem = t
+                    flat = 0
+                    stride = 1
+                    k = ti.Vector.zero(ti.i32, dim)
+                    for a in ti.static(range(dim)):
+                        v = lo[a] + rem % cnt[a]
+                        rem = rem // cnt[a]
+                        flat += (v % nb[a]) * stride
+                        stride *= nb[a]
+                        k[a] = v // nb[a]
+                    for m in range(self.bin_start[c, flat], self.bin_start[c, flat] + self.bin_count[c, flat]):
+                        j = self.bin_ids[c, m]
+                        if j != i:
+                            l = self._branch(c, i, j, ti.cast(k, self.real))
+                            rc = ri + self.cells.radius[c, j] + self.skin[c]
+                            if l.dot(l) < rc * rc:
+                                if n < self.K:
+                                    self.nb_j[c, i, n] = j
+                                    self.nb_k[c, i, n] = k
+                                    n += 1
+                                else:
+                                    self.overflow[OVERFLOW_LIST] += 1
+                self.nb_count[c, i] = n
+                wi = self.wrap[c, i]
+                for e in range(n):
+                    j = self.nb_j[c, i, e]
+                    self.c_fs[c, i, e] = ti.Vector.zero(self.real, dim)
+                    self.c_force[c, i, e] = ti.Vector.zero(self.real, dim)
+                    self.c_active[c, i, e] = 0
+                    self.c_pen[c, i, e] = 0.0
+                    if i < j:
+                        knew = self.nb_k[c, i, e]
+                        wj = self.wrap[c, j]
+                        for q in range(self.o_count[c, i]):
+                            if self.o_j[c, i, q] == j:
+                                if (self.o_k[c, i, q] + wj - wi == knew).all():
+                                    self.c_fs[c, i, e] = self.o_fs[c, i, q]
+                                    self.c_n[c, i, e] = self.o_n[c, i, q]
+                                    self.c_active[c, i, e] = self.o_active[c, i, q]
+        # 5. mirror pointers of the non-owner entries
+        for c, i, e in ti.ndrange(self.cells.n_cells, self.cells.max_p, self.K):
+            if self.need[c] != 0 and e < self.nb_count[c, i]:
+                j = self.nb_j[c, i, e]
+                if i > j:
+                    found = -1
+                    k = self.nb_k[c, i, e]
+                    for q in range(self.nb_count[c, j]):
+                        if self.nb_j[c, j, q] == i and (self.nb_k[c, j, q] == -k).all():
+                            found = q
+                    self.nb_mirror[c, i, e] = found
+                    if found < 0:
+                        self.overflow[OVERFLOW_MIRROR] += 1
+        for c in range(self.cells.n_cells):
+            if self.need[c] != 0:
+                self.n_rebuilds[c] += 1
+                self.need[c] = 0
+
+    def update(self):
+        """Check the skin criterion and rebuild the lists of the cells that need it."""
+        self.check()
+        self.rebuild()

@@ -1,0 +1,364 @@
+"""Batched deformable periodic cells of disks (2D) or spheres (3D): state, integrator, stress.
+
+Vocabulary follows YADE's ``Cell``: ``h`` (columns are the cell vectors, m), ``L`` (velocity
+gradient, 1/s), ``homo_deform`` is YADE's ``homoDeform=2`` (particles follow the homogeneous
+field), ``fluct_vel`` = ``w`` = v - L x. Every array has a leading cell axis.
+
+Particles are stored in reduced coordinates ``s = h^-1 x`` with their fluctuation velocity
+``w``; the total velocity is ``w + L x``. Stretching or shearing the cell moves every particle
+affinely without touching ``s``, so the cell can deform without limit; positions are wrapped into
+[0, 1) at each neighbour-list rebuild. The fluctuation velocity is the same in every periodic
+image, which is why it is the stored variable.
+
+2D convention: disks are cylinders of thickness ``t`` (the paper's 0.1 m) with mass
+``rho pi r^2 t`` and moment of inertia ``m r^2 / 2``; contact stiffnesses are YADE's
+(``kn = 2 E r1 r2 / (r1 + r2)``, independent of ``t``); the 2D stress is force per unit
+thickness over the area, ``sigma = sum f (x) l / (det(h) t)``, in Pa, which is exactly what YADE's
+``getStress`` returns for the same spheres in a periodic box of depth ``t``.
+
+Update order of :meth:`PeriodicCells.step` (YADE: collider, InteractionLoop, NewtonIntegrator):
+
+1. neighbour lists: skin check, rebuild of flagged cells (particles wrapped into the cell);
+2. contact forces at the current positions and cell ``h``, gathered per particle;
+3. per particle: ``a = F/m`` damped with the fluctuation velocity (``cundallDamp2nd``),
+   ``w += dt a``, ``omega += dt alpha``, ``s += dt h^-1 w``;
+4. per cell: ``h += dt L h``.
+
+Up to terms of order (dt |L|)^2 this is YADE's NewtonIntegrator with ``homoDeform=2``.
+"""
+
+import numpy as np
+import taichi as ti
+
+from engine import runtime
+from kernels.dem_contacts import ContactForces
+from kernels.dem_neighbors import OVERFLOW_LIST, OVERFLOW_MIRROR, OVERFLOW_THIN, VerletLists
+from materials import contact as law
+
+BIG = 1e30  # unbalanced-force ratio of a cell without contacts
+
+
+class CapacityError(RuntimeError):
+    """A fixed capacity was exceeded; the message names the setting to increase."""
+
+
+@ti.data_oriented
+class PeriodicCells:
+    """``n_cells`` periodic cells of up to ``max_particles`` disks or spheres each.
+
+    Parameters
+    ----------
+    n_cells : number of cells advanced together.
+    max_particles : capacity per cell (``max_particles``).
+    dim : 2 (disks) or 3 (spheres).
+    max_contacts : neighbour-list capacity per particle (``max_contacts_per_particle``);
+        default 16 in 2D, 32 in 3D.
+    """
+
+    def __init__(self, n_cells: int, max_particles: int, dim: int, max_contacts: int | None = None):
+        if dim not in (2, 3):
+            raise ValueError(f"dim must be 2 or 3, got {dim}")
+        self.real = runtime.real()
+        self.dim = dim
+        self.rdim = 1 if dim == 2 else 3
+        self.n_cells = int(n_cells)
+        self.max_p = int(max_particles)
+        nc, npm, real = self.n_cells, self.max_p, self.real
+        self.npart = ti.field(ti.i32, shape=nc)
+        self.active = ti.field(ti.i32, shape=nc)
+        self.steps = ti.field(ti.i32, shape=nc)
+        self.h = ti.Matrix.field(dim, dim, real, shape=nc)
+        self.L = ti.Matrix.field(dim, dim, real, shape=nc)
+        self.dt = ti.field(real, shape=nc)
+        self.young = ti.field(real, shape=nc)
+        self.ratio = ti.field(real, shape=nc)
+        self.tan_phi = ti.field(real, shape=nc)
+        self.damping = ti.field(real, shape=nc)
+        self.thickness = ti.field(real, shape=nc)
+        self.radius = ti.field(real, shape=(nc, npm))
+        self.mass = ti.field(real, shape=(nc, npm))
+        self.inertia = ti.field(real, shape=(nc, npm))
+        self.s = ti.Vector.field(dim, real, shape=(nc, npm))
+        self.w = ti.Vector.field(dim, real, shape=(nc, npm))
+        self.omega = ti.Vector.field(self.rdim, real, shape=(nc, npm))
+        self.force = ti.Vector.field(dim, real, shape=(nc, npm))
+        self.torque = ti.Vector.field(self.rdim, real, shape=(nc, npm))
+        # measurements
+        self.stress = ti.Matrix.field(dim, dim, real, shape=nc)
+        self.unbalanced = ti.field(real, shape=nc)
+        self.n_contacts = ti.field(ti.i32, shape=nc)
+        self.p_stress = ti.Matrix.field(dim, dim, real, shape=(nc, npm))
+        self.p_fc = ti.field(real, shape=(nc, npm))
+        self.p_nc = ti.field(ti.i32, shape=(nc, npm))
+        # stress servo (isotropic consolidation, lateral control of triaxial tests)
+        self.target = ti.Matrix.field(dim, dim, real, shape=nc)
+        self.mask = ti.Vector.field(dim, ti.i32, shape=nc)
+        if max_contacts is None:
+            max_contacts = 16 if dim == 2 else 32
+        self.lists = VerletLists(self, max_contacts)
+        self.contacts = ContactForces(self, self.lists)
+
+    # ------------------------------------------------------------------ set-up
+    def load(self, h, x, radius, npart, *, density, young, ratio, tan_phi, damping,
+             thickness=0.1, dt_safety=0.3, skin_factor=0.3):
+        """Fill every cell (arrays with a leading cell axis; per-cell constants broadcast).
+
+        Parameters
+        ----------
+        h : (n_cells, dim, dim) cell matrices, columns are the cell vectors (m).
+        x : (n_cells, max_particles, dim) positions (m), any periodic image.
+        radius : (n_cells, max_particles) radii (m); entries past ``npart`` are ignored.
+        npart : (n_cells,) particle counts.
+        density (kg/m3), young (Pa), ratio (ks/kn), tan_phi, damping : per cell.
+        thickness : disk thickness in 2D (m).
+        dt_safety : time step = dt_safety * min_i sqrt(m_i / (2 E r_i)) per cell.
+        skin_factor : Verlet skin = skin_factor * largest radius of the cell.
+        """
+        nc, npm, dim = self.n_cells, self.max_p, self.dim
+        npr = runtime.np_real()
+        h = np.asarray(h, dtype=np.float64).reshape(nc, dim, dim)
+        x = np.asarray(x, dtype=np.float64).reshape(nc, npm, dim)
+        radius = np.asarray(radius, dtype=np.float64).reshape(nc, npm)
+        npart = np.asarray(npart, dtype=np.int32).reshape(nc)
+        if npart.max() > npm:
+            raise CapacityError(f"a cell has {npart.max()} particles; increase max_particles ({npm})")
+        cst = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (nc,)).copy() for k, v in
+               dict(density=density, young=young, ratio=ratio, tan_phi=tan_phi, damping=damping,
+                    thickness=thickness).items()}
+        valid = np.arange(npm)[None, :] < npart[:, None]
+        r = np.where(valid, radius, 1.0)
+        rho = cst["density"][:, None]
+        if dim == 2:
+            mass = rho * np.pi * r**2 * cst["thickness"][:, None]
+            inertia = 0.5 * mass * r**2
+        else:
+            mass = rho * 4.0 / 3.0 * np.pi * r**3
+            inertia = 0.4 * mass * r**2
+        crit = np.where(valid, np.sqrt(mass / (2.0 * cst["young"][:, None] * r)), np.inf).min(axis=1)
+        self.dt_crit = crit
+        s = np.einsum("cab,cpb->cpa", np.linalg.inv(h), x)
+        rmax = np.where(valid, radius, 0.0).max(axis=1)
+        self.npart.from_numpy(npart)
+        self.h.from_numpy(h.astype(npr))
+        self.L.from_numpy(np.zeros((nc, dim, dim), npr))
+        self.dt.from_numpy((dt_safety * crit).astype(npr))
+        for k in ("young", "ratio", "tan_phi", "damping", "thickness"):
+            getattr(self, k).from_numpy(cst[k].astype(npr))
+        self.radius.from_numpy(np.where(valid, radius, 0.0).astype(npr))
+        self.mass.from_numpy(mass.astype(npr))
+        self.inertia.from_numpy(inertia.astype(npr))
+        self.s.from_numpy(np.where(valid[..., None], s, 0.0).astype(npr))
+        self.w.fill(0.0)
+        self.omega.fill(0.0)
+        self.force.fill(0.0)
+        self.torque.fill(0.0)
+        self.active.fill(1)
+        self.steps.fill(0)
+        self.lists.rmax.from_numpy(rmax.astype(npr))
+        self.lists.skin.from_numpy((skin_factor * rmax).astype(npr))
+        self.lists.nb_count.fill(0)
+        self.lists.s_ref.from_numpy(np.where(valid[..., None], s, 0.0).astype(npr))
+        self.lists.h_ref.from_numpy(h.astype(npr))
+        self.lists.force_rebuild()
+        self.lists.rebuild()
+        self.check_capacity()
+
+    def set_contact_state(self, cell, i, j, k, fs, normal):
+        """Restore contact state (YADE's FrictPhys.shearForce and ScGeom.normal of pair i-j).
+
+        ``k`` is the image of ``j`` relative to the wrapped positions (see :meth:`image_of`),
+        ``fs`` the shear force on body ``j`` (YADE's convention for id1=i, id2=j) and
+        ``normal`` points from ``i`` to ``j``. Returns the number of contacts not found in the
+        neighbour lists.
+        """
+        n = len(cell)
+        if n == 0:
+            return 0
+        cell, i, j = (np.asarray(a, np.int32) for a in (cell, i, j))
+        k = np.asarray(k, np.int32).reshape(n, self.dim)
+        fs = np.asarray(fs, np.float64).reshape(n, self.dim)
+        normal = np.asarray(normal, np.float64).reshape(n, self.dim)
+        swap = i > j
+        i2, j2 = np.where(swap, j, i), np.where(swap, i, j)
+        sign = np.where(swap, -1.0, 1.0)[:, None]
+        k2 = np.where(swap[:, None], -k, k)
+        ints = np.stack([cell, i2, j2], axis=1).astype(np.int32)
+        npr = runtime.np_real()
+        f_ids = ti.field(ti.i32, shape=(n, 3))
+        f_k = ti.Vector.field(self.dim, ti.i32, shape=n)
+        f_fs = ti.Vector.field(self.dim, self.real, shape=n)
+        f_n = ti.Vector.field(self.dim, self.real, shape=n)
+        f_ids.from_numpy(ints)
+        f_k.from_numpy(k2.astype(np.int32))
+        f_fs.from_numpy((sign * fs).astype(npr))
+        f_n.from_numpy((sign * normal).astype(npr))
+        miss = ti.field(ti.i32, shape=())
+        self._set_contacts(f_ids, f_k, f_fs, f_n, miss)
+        return int(miss[None])
+
+    @ti.kernel
+    def _set_contacts(self, ids: ti.template(), k: ti.template(), fs: ti.template(), nrm: ti.template(),
+                      miss: ti.template()):
+        for m in k:
+            c, i, j = ids[m, 0], ids[m, 1], ids[m, 2]
+            found = 0
+            for e in range(self.lists.nb_count[c, i]):
+                if self.lists.nb_j[c, i, e] == j and (self.lists.nb_k[c, i, e] == k[m]).all():
+                    self.lists.c_fs[c, i, e] = fs[m]
+                    self.lists.c_n[c, i, e] = nrm[m]
+                    self.lists.c_active[c, i, e] = 1
+                    found = 1
+            if found == 0:
+                miss[None] += 1
+
+    # ------------------------------------------------------------------ stepping
+    def step(self, n: int = 1):
+        """Advance the active cells by ``n`` time steps (each cell with its own dt)."""
+        for _ in range(n):
+            self.lists.update()
+            self.contacts.compute()
+            self._integrate()
+
+    @ti.kernel
+    def _integrate(self):
+        for c, i in ti.ndrange(self.n_cells, self.max_p):
+            if self.active[c] != 0 and i < self.npart[c]:
+                dt = self.dt[c]
+                damp = self.damping[c]
+                a = law.cundall_damp(self.force[c, i] / self.mass[c, i], self.w[c, i], damp, dt)
+                self.w[c, i] += dt * a
+                alpha = law.cundall_damp(self.torque[c, i] / self.inertia[c, i], self.omega[c, i], damp, dt)
+                self.omega[c, i] += dt * alpha
+                self.s[c, i] += dt * (self.h[c].inverse() @ self.w[c, i])
+        for c in range(self.n_cells):
+            if self.active[c] != 0:
+                self.h[c] += self.dt[c] * (self.L[c] @ self.h[c])
+                self.steps[c] += 1
+
+    # ------------------------------------------------------------------ measurements
+    @ti.kernel
+    def measure(self):
+        """Love-Weber stress (tension positive, Pa) and YADE's unbalanced-force ratio per cell."""
+        for c, i in ti.ndrange(self.n_cells, self.max_p):
+            sig = ti.Matrix.zero(self.real, self.dim, self.dim)
+            fc = 0.0
+            ncon = 0
+            if i < self.npart[c]:
+                ri = self.radius[c, i]
+                for e in range(self.lists.nb_count[c, i]):
+                    j = self.lists.nb_j[c, i, e]
+                    if i < j and self.lists.c_active[c, i, e] != 0:
+                        f = self.lists.c_force[c, i, e]
+                        l = self.lists.c_n[c, i, e] * (ri + self.radius[c, j] - self.lists.c_pen[c, i, e])
+                        sig += f.outer_product(l)
+                        fc += f.norm()
+                        ncon += 1
+            self.p_stress[c, i] = sig
+            self.p_fc[c, i] = fc
+            self.p_nc[c, i] = ncon
+        for c in range(self.n_cells):
+            sig = ti.Matrix.zero(self.real, self.dim, self.dim)
+            fc = 0.0
+            fp = 0.0
+            ncon = 0
+            for i in range(self.npart[c]):
+                sig += self.p_stress[c, i]
+                fc += self.p_fc[c, i]
+                ncon += self.p_nc[c, i]
+                fp += self.force[c, i].norm()
+            vol = self.h[c].determinant()
+            if ti.static(self.dim == 2):
+                vol *= self.thickness[c]
+            self.stress[c] = sig / vol
+            self.n_contacts[c] = ncon
+            self.unbalanced[c] = BIG
+            if ncon > 0 and fc > 0.0:
+                self.unbalanced[c] = (fp / self.npart[c]) / (fc / ncon)
+
+    @ti.kernel
+    def servo(self, gain: ti.f64, max_rate: ti.f64):
+        """Stress servo: on masked axes set ``L_aa`` from the error to ``target`` (tension positive).
+
+        ``L_aa dt = clip(-gain (sigma_aa - target_aa) / |target_aa|, -max_rate, max_rate)``
+        (strain per step); the other components of ``L`` are left alone. Needs :meth:`measure`.
+        """
+        for c in range(self.n_cells):
+            if self.active[c] != 0:
+                for a in ti.static(range(self.dim)):
+                    if self.mask[c][a] != 0:
+                        ref = ti.max(ti.abs(self.target[c][a, a]), 1.0)
+                        err = (self.stress[c][a, a] - self.target[c][a, a]) / ref
+                        rate = ti.min(ti.max(-gain * err, -max_rate), max_rate)
+                        self.L[c][a, a] = rate / self.dt[c]
+
+    # ------------------------------------------------------------------ checks and access
+    def check_capacity(self):
+        """Raise :class:`CapacityError` naming the setting to increase if a capacity overflowed."""
+        ov = self.lists.overflow.to_numpy()
+        if ov[OVERFLOW_LIST] or ov[OVERFLOW_MIRROR]:
+            raise CapacityError(
+                f"neighbour list overflow ({ov[OVERFLOW_LIST]} entries dropped); increase "
+                f"max_contacts_per_particle (now {self.lists.K})")
+        if ov[OVERFLOW_THIN]:
+            raise CapacityError(
+                "a periodic cell became thinner than 2 r_max + skin along an axis; use more "
+                "particles per cell (max_particles) or less cell distortion")
+
+    def positions(self) -> np.ndarray:
+        """(n_cells, max_particles, dim) positions x = h s (m)."""
+        return np.einsum("cab,cpb->cpa", self.h.to_numpy().astype(np.float64),
+                         self.s.to_numpy().astype(np.float64))
+
+    def image_of(self, cell, i, j):
+        """Nearest periodic image ``k`` of ``j`` seen from ``i`` (integer vectors, wrapped positions)."""
+        s = self.s.to_numpy().astype(np.float64)
+        h = self.h.to_numpy().astype(np.float64)
+        d = s[cell, j] - s[cell, i]
+        k0 = -np.round(d)
+        best, bestd = k0.copy(), np.full(len(cell), np.inf)
+        import itertools
+        for off in itertools.product((-1, 0, 1), repeat=self.dim):
+            kk = k0 + np.array(off)
+            ll = np.einsum("mab,mb->ma", h[cell], d + kk)
+            dd = (ll**2).sum(axis=1)
+            better = dd < bestd
+            best[better], bestd[better] = kk[better], dd[better]
+        return best.astype(np.int32)
+
+    def contact_arrays(self, cell: int) -> dict:
+        """Active contacts of one cell: ids (M,2), shift k (M,dim), fn (M), fs (M,dim), normal (M,dim).
+
+        ``fs`` is YADE's FrictPhys.shearForce (force on the second body), ``fn`` = |normal force|.
+        """
+        nl = self.lists
+        cnt = self.lists.nb_count.to_numpy()[cell]
+        nj = self.lists.nb_j.to_numpy()[cell]
+        act = self.lists.c_active.to_numpy()[cell]
+        i_idx, e_idx = np.nonzero((np.arange(self.lists.K)[None, :] < cnt[:, None]) & (act != 0))
+        j_idx = nj[i_idx, e_idx]
+        own = i_idx < j_idx
+        i_idx, e_idx, j_idx = i_idx[own], e_idx[own], j_idx[own]
+        fs = self.lists.c_fs.to_numpy()[cell][i_idx, e_idx].astype(np.float64)
+        nrm = self.lists.c_n.to_numpy()[cell][i_idx, e_idx].astype(np.float64)
+        pen = self.lists.c_pen.to_numpy()[cell][i_idx, e_idx].astype(np.float64)
+        r = self.radius.to_numpy()[cell].astype(np.float64)
+        kn = 2.0 * float(self.young.to_numpy()[cell]) * r[i_idx] * r[j_idx] / (r[i_idx] + r[j_idx])
+        return {"ids": np.stack([i_idx, j_idx], axis=1).astype(np.int64),
+                "k": self.lists.nb_k.to_numpy()[cell][i_idx, e_idx].astype(np.int64),
+                "fn": kn * pen, "fs": fs, "normal": nrm}
+
+    def state_fields(self) -> dict:
+        """Every field that carries state between steps (for bit-exact snapshot/restore)."""
+        own = {k: getattr(self, k) for k in (
+            "npart", "active", "steps", "h", "L", "dt", "young", "ratio", "tan_phi", "damping",
+            "thickness", "radius", "mass", "inertia", "s", "w", "omega", "force", "torque",
+            "stress", "unbalanced", "n_contacts", "target", "mask")}
+        own.update({"lists." + k: v for k, v in self.lists.state_fields().items()})
+        return own
+
+    def snapshot(self) -> dict:
+        return {k: f.to_numpy() for k, f in self.state_fields().items()}
+
+    def restore(self, d: dict):
+        for k, f in self.state_fields().items():
+            f.from_numpy(d[k])

@@ -1,0 +1,54 @@
+"""Bad case files: one line naming the file and key, exit code 2, no traceback."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+BIAXIAL = ROOT / "cases" / "biaxial.toml"
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "engine.cli", "run", *map(str, args), "--no-progress"],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("override,expect", [
+    ("run.stepz=3", "unknown key run.stepz (allowed:"),
+    ("run.steps='many'", "run.steps must be an integer"),
+    ("run.steps=-1", "run.steps = -1 is out of range"),
+    ("material.model='granite'", "material.model = 'granite' is not allowed (allowed:"),
+    ("material.nu=0.7", "material.nu = 0.7 is out of range (allowed: -1 < nu < 0.5)"),
+    ("mesh.file='nowhere.msh'", "mesh.file:"),
+    ("run.mass_scaling=1.0", "run.dt = 0.0002 s exceeds the stable time step"),
+    ("damping.kind='viscous'", "damping.kind = 'viscous' is not allowed (allowed: 'local' or 'mass' or 'none')"),
+    ("bc.0.nodes='nowhere'", "bc[0].nodes = 'nowhere' is not a group"),
+    ("load.0.facets='top'", None),   # a valid change: must not fail at validation
+])
+def test_bad_case_is_one_line_exit_2(tmp_path, override, expect):
+    r = run_cli(BIAXIAL, "--set", "run.steps=2", "--set", override, "--out", tmp_path / "r")
+    if expect is None:
+        assert r.returncode == 0, r.stderr
+        return
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("[Taichi]")]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert str(BIAXIAL) in lines[0] and expect in lines[0], lines[0]
+
+
+def test_unknown_section_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BIAXIAL.read_text().replace('file = "../assets', f'file = "{ROOT}/assets') + "\n[extra]\nx = 1\n")
+    r = run_cli(bad)
+    assert r.returncode == 2 and "unknown section [extra]" in r.stderr and str(bad) in r.stderr
+    r = run_cli(tmp_path / "missing.toml")
+    assert r.returncode == 2 and "case file not found" in r.stderr
+
+
+def test_run_folder_is_never_overwritten(tmp_path):
+    out = tmp_path / "r"
+    assert run_cli(BIAXIAL, "--set", "run.steps=2", "--out", out).returncode == 0
+    r = run_cli(BIAXIAL, "--set", "run.steps=2", "--out", out)
+    assert r.returncode == 2 and "exists and is not empty" in r.stderr
