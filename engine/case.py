@@ -63,6 +63,7 @@ class Case:
     steps: int
     dt: float
     kinematics: str | None
+    geometry: str
     mass_scaling: float | str
     gravity: tuple | None
     mesh_file: Path
@@ -210,6 +211,7 @@ def validate(data: dict, path: Path) -> Case:
     steps = run.get("steps", int, check=lambda v: v > 0, allowed="> 0")
     dt = run.get("dt", float, check=lambda v: v > 0, allowed="> 0 s")
     kinematics = run.get("kinematics", KINEMATICS, None)
+    geometry = run.get("geometry", ("small", "updated"), "small")
     mass_scaling = run.get("mass_scaling", (float, "auto"), 1.0,
                            check=lambda v: v == "auto" or v >= 1.0, allowed='>= 1 or "auto"')
     gravity = run.get("gravity", list, None)
@@ -265,7 +267,7 @@ def validate(data: dict, path: Path) -> Case:
     }
     resolved["output"] = out.finish()
 
-    return Case(path=path, name=name, steps=steps, dt=dt, kinematics=kinematics,
+    return Case(path=path, name=name, steps=steps, dt=dt, kinematics=kinematics, geometry=geometry,
                 mass_scaling=mass_scaling, gravity=gravity, mesh_file=mesh_file, mesh_scale=scale,
                 thickness=thickness, material=material, p0=p0, damping=kind, alpha=alpha, c=c,
                 bcs=bcs, loads=loads, curves=curves, output=output, resolved=resolved)

@@ -73,7 +73,8 @@ def build(case: Case) -> Model:
                         f"or \"auto\"")
 
     curves = case.curves
-    fem = ExplicitFEM(mesh.points, mesh.cells, density * scaling, thickness, n_curves=len(curves))
+    fem = ExplicitFEM(mesh.points, mesh.cells, density * scaling, thickness, n_curves=len(curves),
+                      updated=case.geometry == "updated")
     fem.set_stress(material.initial_stress())
     fixed, v_fixed = boundary_arrays(case, mesh)
     fem.set_boundary(fixed, v_fixed)

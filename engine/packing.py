@@ -128,9 +128,10 @@ def generate_packing(dim: int, n: int, dmin: float, dmax: float, seed: int = 0,
     phi = solid_fraction or (0.5 if dim == 2 else 0.3)
     vs = np.pi * radius**2 if dim == 2 else 4.0 / 3.0 * np.pi * radius**3
     side = (vs.sum() / phi) ** (1.0 / dim)
-    if side < 3.0 * (dmax * 1.3):
-        raise PackingError(f"{n} particles make a cell of {side:.4g} m, less than three largest "
-                           f"diameters plus skin; use more particles")
+    dense = (vs.sum() / (0.8 if dim == 2 else 0.6)) ** (1.0 / dim)
+    if dense < 2.0 * dmax:
+        raise PackingError(f"{n} particles make a dense cell of about {dense:.4g} m, less than two "
+                           f"largest diameters; use more particles")
     pos = np.zeros((n, dim))
     for i in range(n):  # set-up only: each try is one vectorised overlap test
         for _ in range(20000):
@@ -154,7 +155,7 @@ def consolidate(packing: Packing, p0: float = 100e3, friction: float | None = No
     """Isotropic consolidation to mean stress ``p0`` (Pa, compression positive) with a servo.
 
     Each axis of the cell is strain-rate controlled (``PeriodicCells.servo``) towards
-    ``sigma_aa = -p0``, with contact friction ``friction`` (radians; default the packing's)
+    ``sigma = -p0 I`` (shear stresses to zero), with contact friction ``friction`` (radians; default the packing's)
     during consolidation. It ends when every ``|sigma_aa + p0| < stress_tol p0`` and YADE's
     unbalanced-force ratio is under ``tol``; then the packing's friction is restored. Returns a new
     packing with positions, cell, stress and contact state. Raises PackingError if ``max_steps``
@@ -167,7 +168,7 @@ def consolidate(packing: Packing, p0: float = 100e3, friction: float | None = No
     cells.tan_phi.fill(math.tan(fr))
     dim = packing.dim
     cells.target.from_numpy((-p0 * np.eye(dim))[None].astype(runtime.np_real()))
-    cells.mask.from_numpy(np.ones((1, dim), np.int32))
+    cells.mask.from_numpy(np.ones((1, dim, dim), np.int32))  # shear stresses servoed to zero
     done = 0
     servo_every = 10
     unb = sig = None
@@ -175,12 +176,12 @@ def consolidate(packing: Packing, p0: float = 100e3, friction: float | None = No
         for _ in range(check_every // servo_every):
             cells.step(servo_every)
             cells.measure()
-            cells.servo(gain, max_rate)
+            cells.servo(gain, max_rate, p0)
         done += check_every
         cells.check_capacity()
         sig = cells.stress.to_numpy()[0]
         unb = float(cells.unbalanced.to_numpy()[0])
-        err = np.abs(np.diag(sig) + p0).max() / p0
+        err = np.abs(0.5 * (sig + sig.T) + p0 * np.eye(dim)).max() / p0
         if progress is not None:
             progress(done, sig, unb)
         if err < stress_tol and unb < tol:

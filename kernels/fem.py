@@ -10,8 +10,13 @@ One step (``ExplicitFEM.step``), in this order (paper Algorithm 1, Eqs. 2-4):
   1. f_int = sum over Gauss points of B^T sigma w            (w = weight x det J x thickness)
   2. f = f_ext - f_int, damping force, a = f / m, v += dt a    (v lives at half steps)
   3. prescribed velocity components overwrite v; du = dt v; u += du
+  3b. (``updated=True`` only) B and w recomputed on the current coordinates X + u
   4. deps = sym(grad du) at every Gauss point
   5. material.update(deps, stress); strain += deps
+With ``updated=False`` (small deformations) B and w stay those of the reference mesh. With
+``updated=True`` (updated Lagrangian, for large displacements such as the cavity) the
+increments are small strains on the current geometry; stresses are not rotated (no objective
+rate), which is adequate while element rotations stay small.
 The reaction at a node is f_int - f_ext: the force that supports apply to the body in equilibrium.
 """
 
@@ -36,6 +41,16 @@ def hex_shape(xi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return N, dN
 
 
+def reference_element(npe: int, dim: int):
+    """Quadrature of the reference element: dN/dxi (n_gp, npe, dim), N (n_gp, npe), weights (n_gp)."""
+    if npe == 3 and dim == 2:
+        return TRI_DN[None], np.full((1, 3), 1.0 / 3.0), np.array([0.5])
+    if npe == 8 and dim == 3:
+        N, dN = hex_shape(HEX_NODES / np.sqrt(3.0))
+        return dN, N, np.ones(8)
+    raise ValueError(f"unsupported element: {npe} nodes in {dim}D")
+
+
 def element_geometry(points: np.ndarray, cells: np.ndarray, thickness: float = 1.0):
     """Shape-function gradients and integration weights at every Gauss point.
 
@@ -44,26 +59,15 @@ def element_geometry(points: np.ndarray, cells: np.ndarray, thickness: float = 1
     non-positive Jacobian.
     """
     X = points[cells]                                            # (ne, npe, dim)
-    dim = points.shape[1]
-    if cells.shape[1] == 3 and dim == 2:
-        dN = TRI_DN[None, None]                                  # (1, 1, 3, 2)
-        N = np.full((1, 3), 1.0 / 3.0)
-        w = np.array([0.5]) * thickness
-    elif cells.shape[1] == 8 and dim == 3:
-        g = 1.0 / np.sqrt(3.0)
-        xi = HEX_NODES * g
-        N, dNr = hex_shape(xi)
-        dN = dNr[None]                                           # (1, 8, 8, 3)
-        w = np.ones(8)
-    else:
-        raise ValueError(f"unsupported element: {cells.shape[1]} nodes in {dim}D")
-    J = np.einsum("eai,egaj->egij", X, np.broadcast_to(dN, (X.shape[0],) + dN.shape[1:]))
+    dN, N, w = reference_element(cells.shape[1], points.shape[1])
+    if points.shape[1] == 2:
+        w = w * thickness
+    J = np.einsum("eai,gaj->egij", X, dN)
     det = np.linalg.det(J)
     if np.any(det <= 0.0):
         bad = int(np.argwhere(det <= 0.0)[0, 0])
         raise ValueError(f"element {bad} has a non-positive Jacobian (inverted or degenerate)")
-    Jinv = np.linalg.inv(J)
-    dNdx = np.einsum("gaj,egji->egai", dN[0], Jinv)
+    dNdx = np.einsum("gaj,egji->egai", dN, np.linalg.inv(J))
     return dNdx, det * w[None, :], N
 
 
@@ -111,7 +115,7 @@ class ExplicitFEM:
     """
 
     def __init__(self, points: np.ndarray, cells: np.ndarray, density: float, thickness: float = 1.0,
-                 n_curves: int = 0):
+                 n_curves: int = 0, updated: bool = False):
         real = runtime.real()
         self.dtype = real
         self.dim = points.shape[1]
@@ -120,6 +124,7 @@ class ExplicitFEM:
         dNdx, weight, N = element_geometry(points, cells, thickness)
         self.ngp = weight.shape[1]
         self.n_gp = self.n_elem * self.ngp
+        self.updated = bool(updated)
         self.volume = weight.copy()                              # (ne, ngp) m^3 (2D: area x thickness)
         mass = np.zeros(self.n_nodes)
         np.add.at(mass, cells, density * np.einsum("eg,ga->ea", weight, N))
@@ -141,6 +146,11 @@ class ExplicitFEM:
         self.strain = ti.Matrix.field(3, 3, real, shape=self.n_gp)
         self.deps = ti.Matrix.field(3, 3, real, shape=self.n_gp)
         self.inverted = ti.field(ti.i32, shape=())
+        dN_ref, _, w_ref = reference_element(self.npe, dim)
+        self.dNdxi = ti.Matrix.field(self.npe, dim, real, shape=self.ngp)
+        self.w_ref = ti.field(real, shape=self.ngp)
+        self.dNdxi.from_numpy(dN_ref.astype(runtime.np_real()))
+        self.w_ref.from_numpy((w_ref * (thickness if dim == 2 else 1.0)).astype(runtime.np_real()))
         self.n_curves = max(n_curves, 1)
         self.curve_w_reaction = ti.Vector.field(dim, real, shape=(self.n_curves, self.n_nodes))
         self.curve_w_disp = ti.Vector.field(dim, real, shape=(self.n_curves, self.n_nodes))
@@ -212,6 +222,25 @@ class ExplicitFEM:
             self.u[i] += dt * vn
 
     @ti.kernel
+    def update_geometry(self):
+        """Updated Lagrangian: shape-function gradients and weights on the current coordinates X + u;
+        counts Gauss points whose Jacobian is not positive (inverted elements)."""
+        for e, g in self.weight:
+            J = ti.Matrix.zero(self.dtype, self.dim, self.dim)
+            for a in ti.static(range(self.npe)):
+                n = self.conn[e, a]
+                x = self.X[n] + self.u[n]
+                for i in ti.static(range(self.dim)):
+                    for j in ti.static(range(self.dim)):
+                        J[i, j] += x[i] * self.dNdxi[g][a, j]
+            det = J.determinant()
+            if det <= 0.0:
+                self.inverted[None] += 1
+            else:
+                self.dNdx[e, g] = self.dNdxi[g] @ J.inverse()
+                self.weight[e, g] = self.w_ref[g] * det
+
+    @ti.kernel
     def strain_increment(self):
         """deps = sym(grad du) at every Gauss point; counts points where det(I + grad u) <= 0."""
         for e, g in self.weight:
@@ -224,8 +253,9 @@ class ExplicitFEM:
                         G[i, j] += self.du[n][i] * self.dNdx[e, g][a, j]
                         H[i, j] += self.u[n][i] * self.dNdx[e, g][a, j]
             self.deps[e * self.ngp + g] = 0.5 * (G + G.transpose())
-            if H.determinant() <= 0.0:
-                self.inverted[None] += 1
+            if ti.static(not self.updated):
+                if H.determinant() <= 0.0:
+                    self.inverted[None] += 1
 
     @ti.kernel
     def accumulate_strain(self):
@@ -250,6 +280,8 @@ class ExplicitFEM:
         """One explicit step (see module docstring)."""
         self.internal_force()
         self.advance(dt, alpha, c)
+        if self.updated:
+            self.update_geometry()
         self.strain_increment()
         material.update(self.deps, self.stress)
         self.accumulate_strain()

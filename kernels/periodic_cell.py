@@ -92,7 +92,7 @@ class PeriodicCells:
         self.p_nc = ti.field(ti.i32, shape=(nc, npm))
         # stress servo (isotropic consolidation, lateral control of triaxial tests)
         self.target = ti.Matrix.field(dim, dim, real, shape=nc)
-        self.mask = ti.Vector.field(dim, ti.i32, shape=nc)
+        self.mask = ti.Matrix.field(dim, dim, ti.i32, shape=nc)
         if max_contacts is None:
             max_contacts = 16 if dim == 2 else 32
         self.lists = VerletLists(self, max_contacts)
@@ -276,20 +276,21 @@ class PeriodicCells:
                 self.unbalanced[c] = (fp / self.npart[c]) / (fc / ncon)
 
     @ti.kernel
-    def servo(self, gain: ti.f64, max_rate: ti.f64):
-        """Stress servo: on masked axes set ``L_aa`` from the error to ``target`` (tension positive).
+    def servo(self, gain: ti.f64, max_rate: ti.f64, ref: ti.f64):
+        """Stress servo: set the masked components of ``L`` from the error to ``target``.
 
-        ``L_aa dt = clip(-gain (sigma_aa - target_aa) / |target_aa|, -max_rate, max_rate)``
-        (strain per step); the other components of ``L`` are left alone. Needs :meth:`measure`.
+        ``L_ab dt = clip(-gain (sigma_ab - target_ab) / ref, -max_rate, max_rate)`` (strain per
+        step, tension positive; symmetric in a, b); unmasked components of ``L`` are left alone.
+        Needs :meth:`measure` first.
         """
         for c in range(self.n_cells):
             if self.active[c] != 0:
-                for a in ti.static(range(self.dim)):
-                    if self.mask[c][a] != 0:
-                        ref = ti.max(ti.abs(self.target[c][a, a]), 1.0)
-                        err = (self.stress[c][a, a] - self.target[c][a, a]) / ref
+                for a, b in ti.static(ti.ndrange(self.dim, self.dim)):
+                    if self.mask[c][a, b] != 0:
+                        sab = 0.5 * (self.stress[c][a, b] + self.stress[c][b, a])
+                        err = (sab - self.target[c][a, b]) / ref
                         rate = ti.min(ti.max(-gain * err, -max_rate), max_rate)
-                        self.L[c][a, a] = rate / self.dt[c]
+                        self.L[c][a, b] = rate / self.dt[c]
 
     # ------------------------------------------------------------------ checks and access
     def check_capacity(self):
