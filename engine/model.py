@@ -94,11 +94,16 @@ def _nodes(case: Case, mesh: Mesh, where: str, nodes, at) -> np.ndarray:
     """Node indices of a group name, a tuple of group names, or the node at a point."""
     if nodes is not None:
         names = (nodes,) if isinstance(nodes, str) else nodes
+        sets = []
         for name in names:
-            if name not in mesh.node_sets:
+            if name in mesh.node_sets:
+                sets.append(mesh.node_sets[name])
+            elif name in mesh.cell_sets:                        # every node of a group of elements
+                sets.append(np.unique(mesh.cells[mesh.cell_sets[name]]))
+            else:
                 raise CaseError(f"{case.where(where + '.nodes')} = {name!r} is not a group of {mesh.path} "
-                                f"(allowed: {', '.join(sorted(mesh.node_sets))})")
-        return np.unique(np.concatenate([mesh.node_sets[n] for n in names]))
+                                f"(allowed: {', '.join(sorted(set(mesh.node_sets) | set(mesh.cell_sets)))})")
+        return np.unique(np.concatenate(sets))
     if len(at) < mesh.dim:
         raise CaseError(f"{case.where(where + '.at')} needs {mesh.dim} coordinates, got {len(at)}")
     i = mesh.nearest_node(at[: mesh.dim])
