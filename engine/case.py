@@ -79,6 +79,7 @@ class Case:
     curves: tuple
     output: dict
     resolved: dict = field(repr=False)
+    source: dict = field(repr=False, default_factory=dict)
 
     def where(self, key: str) -> str:
         return f"{self.path}: {key}"
@@ -270,7 +271,15 @@ def validate(data: dict, path: Path) -> Case:
     return Case(path=path, name=name, steps=steps, dt=dt, kinematics=kinematics, geometry=geometry,
                 mass_scaling=mass_scaling, gravity=gravity, mesh_file=mesh_file, mesh_scale=scale,
                 thickness=thickness, material=material, p0=p0, damping=kind, alpha=alpha, c=c,
-                bcs=bcs, loads=loads, curves=curves, output=output, resolved=resolved)
+                bcs=bcs, loads=loads, curves=curves, output=output, resolved=resolved,
+                source=_source(data, mesh_file))
+
+
+def _source(data: dict, mesh_file: Path) -> dict:
+    """The case as given (after overrides) with the mesh path made absolute, for ``--resume``."""
+    source = copy.deepcopy(data)
+    source["mesh"]["file"] = str(mesh_file)
+    return source
 
 
 def _array(data: dict, key: str, where: str) -> list:

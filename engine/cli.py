@@ -27,7 +27,7 @@ def main(verbose):
 
 
 @main.command()
-@click.argument("case_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("case_file", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a case key, e.g. --set run.steps=20 (repeatable; values are TOML).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -35,26 +35,32 @@ def main(verbose):
 @click.option("--arch", type=click.Choice(ARCHS), default="cpu", show_default=True, help="Taichi backend.")
 @click.option("--fp", type=click.Choice(PRECISIONS), default="f64", show_default=True, help="Real precision.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def run(case_file, overrides, out, arch, fp, progress):
-    """Run the boundary value problem of CASE_FILE (TOML)."""
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Continue the run in this folder from its latest checkpoint (raise run.steps with --set).")
+def run(case_file, overrides, out, arch, fp, progress, resume_dir):
+    """Run the boundary value problem of CASE_FILE (TOML), or continue one with --resume RUN_DIR."""
     from engine import runtime
     from engine.case import CaseError, load_case
-    from engine.driver import Diverged, default_run_dir
+    from engine.driver import Diverged, default_run_dir, load_run_case
     from engine.driver import run as run_case
 
+    if (case_file is None) == (resume_dir is None):
+        fail("give a CASE_FILE, or --resume RUN_DIR (not both)")
     try:
-        case = load_case(case_file, list(overrides))
+        case = load_run_case(resume_dir, list(overrides)) if resume_dir else load_case(case_file, list(overrides))
     except CaseError as exc:
         fail(str(exc))
-    out = out or default_run_dir(case)
+    if resume_dir and out and out != resume_dir:
+        fail("--out cannot be combined with --resume (a run continues in its own folder)")
+    out = resume_dir or out or default_run_dir(case)
     try:
         used = runtime.init(arch=arch, fp=fp)
     except Exception as exc:  # noqa: BLE001 - backend missing on this machine
         fail(f"--arch {arch}: Taichi could not start this backend ({exc})")
     try:
-        info = run_case(case, out, progress=progress, arch=used)
+        info = run_case(case, out, progress=progress, arch=used, resume=resume_dir is not None)
     except CaseError as exc:
-        if out.exists() and not any(out.iterdir()):
+        if not resume_dir and out.exists() and not any(out.iterdir()):
             out.rmdir()
         fail(str(exc))
     except FileExistsError as exc:
@@ -66,6 +72,30 @@ def run(case_file, overrides, out, arch, fp, progress):
     t = info["timings"]
     click.echo(f"{case.name}: {info['steps_done']} steps in {t['total_s']:.1f} s "
                f"({t['steps_per_s']:.0f} steps/s) -> {out}")
+
+
+@main.group()
+def dataset():
+    """Gauss-point datasets (dataset.h5 of a run, or .npz)."""
+
+
+@dataset.command("info")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--plot", "plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="PNG of a few Gauss-point histories (default FILE stem + _histories.png).")
+@click.option("--points", default=6, show_default=True, help="Number of Gauss points plotted.")
+def dataset_info(file, plot, points):
+    """Shapes and ranges of a dataset, and a plot of a few histories."""
+    from engine.dataset import plot_histories, read_dataset, summary
+
+    try:
+        data = read_dataset(file)
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    click.echo(summary(data))
+    out = plot or file.with_name(file.stem + "_histories.png")
+    plot_histories(data, out, points)
+    click.echo(f"plot: {out}")
 
 
 def _register_optional():

@@ -140,12 +140,20 @@ class ExplicitFEM:
         self.fixed = ti.Vector.field(dim, ti.i32, shape=self.n_nodes)
         self.v_fixed = ti.Vector.field(dim, real, shape=self.n_nodes)
         self.conn = ti.field(ti.i32, shape=(self.n_elem, self.npe))
+        self.f_elem = ti.Vector.field(dim, real, shape=(self.n_elem, self.npe))
+        flat = cells.ravel()
+        order = np.argsort(flat, kind="stable")                # node -> (element, local node), CSR
+        self.adj_ptr = ti.field(ti.i32, shape=self.n_nodes + 1)
+        self.adj = ti.field(ti.i32, shape=flat.size)
+        self.adj_ptr.from_numpy(np.searchsorted(flat[order], np.arange(self.n_nodes + 1)).astype(np.int32))
+        self.adj.from_numpy(order.astype(np.int32))
         self.dNdx = ti.Matrix.field(self.npe, dim, real, shape=(self.n_elem, self.ngp))
         self.weight = ti.field(real, shape=(self.n_elem, self.ngp))
         self.stress = ti.Matrix.field(3, 3, real, shape=self.n_gp)
         self.strain = ti.Matrix.field(3, 3, real, shape=self.n_gp)
         self.deps = ti.Matrix.field(3, 3, real, shape=self.n_gp)
         self.inverted = ti.field(ti.i32, shape=())
+        self.nonfinite = ti.field(ti.i32, shape=())
         dN_ref, _, w_ref = reference_element(self.npe, dim)
         self.dNdxi = ti.Matrix.field(self.npe, dim, real, shape=self.ngp)
         self.w_ref = ti.field(real, shape=self.ngp)
@@ -192,18 +200,23 @@ class ExplicitFEM:
     # ---- kernels ------------------------------------------------------------------------------
     @ti.kernel
     def internal_force(self):
-        """f_int = sum_gp B^T sigma w (N)."""
-        for i in self.f_int:
-            self.f_int[i] = ti.Vector.zero(self.dtype, self.dim)
-        for e, g in self.weight:
-            s = self.stress[e * self.ngp + g]
-            w = self.weight[e, g]
-            for a in ti.static(range(self.npe)):
-                f = ti.Vector.zero(self.dtype, self.dim)
+        """f_int = sum_gp B^T sigma w (N): element forces, then a gather per node in a fixed order
+        (no atomics, so results are bit-reproducible run to run)."""
+        for e, a in self.f_elem:
+            f = ti.Vector.zero(self.dtype, self.dim)
+            for g in ti.static(range(self.ngp)):
+                s = self.stress[e * self.ngp + g]
+                w = self.weight[e, g]
                 for i in ti.static(range(self.dim)):
                     for j in ti.static(range(self.dim)):
-                        f[i] += s[i, j] * self.dNdx[e, g][a, j]
-                self.f_int[self.conn[e, a]] += w * f
+                        f[i] += w * s[i, j] * self.dNdx[e, g][a, j]
+            self.f_elem[e, a] = f
+        for n in self.f_int:
+            f = ti.Vector.zero(self.dtype, self.dim)
+            for k in range(self.adj_ptr[n], self.adj_ptr[n + 1]):
+                ea = self.adj[k]
+                f += self.f_elem[ea // self.npe, ea % self.npe]
+            self.f_int[n] = f
 
     @ti.kernel
     def advance(self, dt: ti.template(), alpha: ti.template(), c: ti.template()):
@@ -259,22 +272,28 @@ class ExplicitFEM:
 
     @ti.kernel
     def accumulate_strain(self):
+        """strain += deps; counts Gauss points whose new stress is not finite."""
         for k in self.strain:
             self.strain[k] += self.deps[k]
+            s = self.stress[k]
+            ok = True
+            for i, j in ti.static(ti.ndrange(3, 3)):
+                if not (ti.abs(s[i, j]) < ti.math.inf):
+                    ok = False
+            if not ok:
+                self.nonfinite[None] += 1
 
     @ti.kernel
     def record_curves(self):
+        """curve_value[c] (see ``set_curves``); each curve is summed serially in a fixed order."""
         for c in self.curve_value:
-            self.curve_value[c] = 0.0
-        for c, i in self.curve_w_reaction:
-            self.curve_value[c] += self.curve_w_reaction[c, i].dot(self.reaction[i]) \
-                + self.curve_w_disp[c, i].dot(self.u[i])
-        for c, e, g in ti.ndrange(self.n_curves, self.n_elem, self.ngp):
-            k = e * self.ngp + g
             acc = 0.0
-            for i, j in ti.static(ti.ndrange(3, 3)):
-                acc += self.curve_w_strain[c][i, j] * self.strain[k][i, j]
-            self.curve_value[c] += self.weight[e, g] * acc
+            for i in range(self.n_nodes):
+                acc += self.curve_w_reaction[c, i].dot(self.reaction[i]) + self.curve_w_disp[c, i].dot(self.u[i])
+            for k in range(self.n_gp):
+                e = k // self.ngp
+                acc += self.weight[e, k % self.ngp] * (self.curve_w_strain[c] * self.strain[k]).sum()
+            self.curve_value[c] = acc
 
     def step(self, material, dt: float, alpha: float, c: float) -> None:
         """One explicit step (see module docstring)."""

@@ -1,0 +1,156 @@
+"""Gauss-point datasets: every Gauss point's total strain and stress history.
+
+File ``dataset.h5`` (HDF5) in a run folder:
+
+========== ============================== =====================================================
+name       shape                          meaning
+========== ============================== =====================================================
+strain     (n_points, n_rows, 3, 3)       total small strain, tension positive
+stress     (n_points, n_rows, 3, 3)       Cauchy stress, Pa, tension positive
+step       (n_rows,)                      step of each row; row t holds the state after that step
+                                          (row 0 = step 0 = the initial state)
+coords     (n_points, dim)                Gauss-point coordinates in the reference mesh, m
+element    (n_points,)                    element index
+gp         (n_points,)                    Gauss-point index within the element
+========== ============================== =====================================================
+
+Attributes: ``p0`` (initial mean pressure, Pa, compression positive), ``kinematics``
+(``plane_strain``, ``plane_stress`` or ``3d``), ``dt`` (s), ``model``, ``out_of_plane`` (what the
+zz components of 2D data are) and ``case`` (the resolved case as JSON).
+
+A plain ``.npz`` with ``strain``, ``stress`` (same shapes and signs) and a scalar ``p0`` is read by
+:func:`read_dataset` too.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+OUT_OF_PLANE = {
+    "plane_strain": "eps_zz = 0 (plane strain); sigma_zz is the material's",
+    "plane_stress": "sigma_zz held at its initial value by the elastic model; eps_zz is the material's",
+    "3d": "full 3D tensors",
+}
+
+
+class DatasetWriter:
+    """Appends rows to ``dataset.h5``; reopens an existing file for a resumed run."""
+
+    def __init__(self, path: Path, coords: np.ndarray, element: np.ndarray, gp: np.ndarray,
+                 attrs: dict, dtype=np.float64, resume_step: int | None = None):
+        import h5py
+
+        self.path = Path(path)
+        if resume_step is None:
+            self.file = h5py.File(self.path, "w")
+            n = coords.shape[0]
+            for name in ("strain", "stress"):
+                self.file.create_dataset(name, shape=(n, 0, 3, 3), maxshape=(n, None, 3, 3), dtype=dtype,
+                                         chunks=(min(n, 1024), 16, 3, 3))
+            self.file.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64)
+            self.file["coords"] = coords
+            self.file["element"] = element
+            self.file["gp"] = gp
+            for key, value in attrs.items():
+                self.file.attrs[key] = value
+        else:
+            self.file = h5py.File(self.path, "a")
+            keep = int(np.searchsorted(self.file["step"][:], resume_step, side="right"))
+            for name in ("strain", "stress", "step"):
+                ds = self.file[name]
+                ds.resize(keep, axis=1 if name != "step" else 0)
+
+    def append(self, step: int, strain: np.ndarray, stress: np.ndarray) -> None:
+        """Add the state after ``step``: ``strain``, ``stress`` (n_points, 3, 3)."""
+        rows = self.file["step"].shape[0]
+        for name, value in (("strain", strain), ("stress", stress)):
+            ds = self.file[name]
+            ds.resize(rows + 1, axis=1)
+            ds[:, rows] = value
+        self.file["step"].resize(rows + 1, axis=0)
+        self.file["step"][rows] = step
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def read_dataset(path: str | Path) -> dict:
+    """Read a Gauss-point dataset (``.h5`` written by a run, or ``.npz``) into numpy arrays.
+
+    Returns a dict with ``strain``, ``stress`` (n_points, n_rows, 3, 3), ``p0`` (Pa), ``step``,
+    ``kinematics`` and, where stored, ``coords``, ``element``, ``gp`` and ``attrs``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: dataset not found")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            missing = {"strain", "stress", "p0"} - set(z.files)
+            if missing:
+                raise ValueError(f"{path}: missing arrays {sorted(missing)} (need strain, stress, p0)")
+            out = {k: z[k] for k in z.files}
+        out["p0"] = float(out["p0"])
+        out.setdefault("step", np.arange(out["strain"].shape[1]))
+        out.setdefault("kinematics", str(out.get("kinematics", "3d")))
+    else:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            out = {k: f[k][()] for k in f.keys()}
+            out["attrs"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+        out["p0"] = float(out["attrs"]["p0"])
+        out["kinematics"] = str(out["attrs"]["kinematics"])
+    for name in ("strain", "stress"):
+        a = out[name]
+        if a.ndim != 4 or a.shape[2:] != (3, 3) or a.shape != out["strain"].shape:
+            raise ValueError(f"{path}: {name} must have shape (n_points, n_steps, 3, 3), got {a.shape}")
+    return out
+
+
+def summary(data: dict) -> str:
+    """Shapes and ranges of a dataset, as text."""
+    from engine.recorders import invariants
+
+    n, rows = data["strain"].shape[:2]
+    inv = invariants(data["stress"], data["strain"])
+    lines = [f"points: {n}, rows: {rows} (steps {int(data['step'][0])}..{int(data['step'][-1])}), "
+             f"kinematics: {data['kinematics']}, p0: {data['p0']:.6g} Pa"]
+    for key, unit in (("p", "Pa"), ("q", "Pa"), ("eps_v", "-"), ("eps_s", "-")):
+        v = inv[key]
+        lines.append(f"  {key:6s} [{unit}]: min {np.nanmin(v):.4g}  max {np.nanmax(v):.4g}")
+    for name in ("strain", "stress"):
+        a = data[name]
+        lines.append(f"  {name}: min {np.nanmin(a):.4g}  max {np.nanmax(a):.4g}")
+    if "attrs" in data and "case" in data["attrs"]:
+        case = json.loads(data["attrs"]["case"])
+        lines.append(f"  case: {case.get('run', {}).get('name', '?')}, model {case.get('material', {}).get('model')}")
+    return "\n".join(lines)
+
+
+def plot_histories(data: dict, out: Path, n_points: int = 6, seed: int = 0) -> Path:
+    """Stress-strain histories of a few Gauss points (like the paper's Fig. 9) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    n = data["strain"].shape[0]
+    pick = np.sort(rng.choice(n, size=min(n_points, n), replace=False))
+    comps = [(0, 0, "11"), (1, 1, "22"), (0, 1, "12")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for ax, (i, j, name) in zip(axes, comps):
+        for k in pick:
+            ax.plot(-data["strain"][k, :, i, j], -data["stress"][k, :, i, j] / 1e3, lw=1, label=f"GP {k}")
+        ax.set_xlabel(f"strain $-\\epsilon_{{{name}}}$")
+        ax.set_ylabel(f"stress $-\\sigma_{{{name}}}$ (kPa)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Gauss-point histories (compression positive)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
