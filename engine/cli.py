@@ -98,6 +98,111 @@ def dataset_info(file, plot, points):
     click.echo(f"plot: {out}")
 
 
+def _run_folder(path):
+    from engine.views import RunError, open_run
+
+    try:
+        return open_run(path)
+    except RunError as exc:
+        fail(str(exc))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--field", default="q", show_default=True, help="Field to colour by (see docs/outputs.md).")
+@click.option("--frame", default="-1", show_default=True,
+              help="Frame index (negative from the end), or 'all' for an animation.")
+@click.option("--frames", "frames_opt", default=None, help="Alias of --frame ('all' for an animation).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="PNG for one frame; .gif or .mp4 for --frames all.")
+@click.option("--warp", default=1.0, show_default=True, help="Displacement magnification of the mesh.")
+@click.option("--size", default="1000x700", show_default=True, help="Picture size WIDTHxHEIGHT in pixels.")
+def show(run_dir, field, frame, frames_opt, out, warp, size):
+    """Render a frame of RUN_DIR off-screen (deformed mesh coloured by a field)."""
+    from engine.views import FIELDS, RunError, animate, render
+
+    run = _run_folder(run_dir)
+    if field not in FIELDS:
+        fail(f"--field {field!r} is not a field (allowed: {', '.join(FIELDS)})")
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        fail(f"--size {size!r}: expected WIDTHxHEIGHT, e.g. 1000x700")
+    which = frames_opt or frame
+    try:
+        if which == "all":
+            animate(run, field, out, warp=warp, size=(w, h))
+        else:
+            try:
+                index = int(which)
+            except ValueError:
+                fail(f"--frame {which!r}: expected an integer or 'all'")
+            render(run, field, index, out, warp=warp, size=(w, h))
+    except RunError as exc:
+        fail(str(exc))
+    click.echo(str(out))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the PNGs (default RUN_DIR/plots).")
+@click.option("--x", "x", default=None, help="Abscissa column (default: the case's second curve).")
+def plot(run_dir, out, x):
+    """PNG plots of RUN_DIR/curves.csv."""
+    from engine.views import RunError, plot_curves
+
+    run = _run_folder(run_dir)
+    try:
+        for path in plot_curves(run, out or run.path / "plots", x):
+            click.echo(str(path))
+    except RunError as exc:
+        fail(str(exc))
+
+
+@main.command("compare")
+@click.argument("ref_run", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
+@click.option("--field", default="eps_s", show_default=True, help="Field of the side-by-side pictures.")
+@click.option("--points", default=None, help="Gauss points for the stress histories, e.g. 0,10,200.")
+@click.option("--component", default="yy", show_default=True,
+              type=click.Choice(["xx", "yy", "zz", "xy", "yz", "xz"]), help="Stress component of the histories.")
+def compare_cmd(ref_run, runs, out, field, points, component):
+    """Compare RUNS against the reference REF_RUN (same case): fields, curves, errors, Gauss points."""
+    from engine.compare import compare
+    from engine.views import RunError
+
+    try:
+        pts = [int(p) for p in points.split(",")] if points else None
+    except ValueError:
+        fail(f"--points {points!r}: expected integers separated by commas")
+    try:
+        result = compare([ref_run, *runs], out, field=field, points=pts, component=component)
+    except RunError as exc:
+        fail(str(exc))
+    click.echo((out / "errors.md").read_text())
+    if "overlap" in result:
+        click.echo("loading-space overlap: " + ", ".join(f"{k} {v:.3f}" for k, v in result["overlap"].items()))
+    click.echo(f"written to {out}")
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["vtu", "vtkhdf", "xdmf"]), required=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default RUN_DIR/export-FORMAT).")
+def export_cmd(run_dir, fmt, out):
+    """Convert the VTK frames of RUN_DIR to another format (meshio / HDF5)."""
+    from engine.export import export
+
+    run = _run_folder(run_dir)
+    if not run.frames:
+        fail(f"{run_dir}: no VTK frames to export (output.vtk was false?)")
+    files = export(run, fmt, out or run.path / f"export-{fmt}")
+    click.echo(f"{len(files)} files written to {files[0].parent}")
+
+
 def _register_optional():
     """Commands contributed by other modules (element tests, RVEs, ...)."""
     import importlib

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 
-import taichi as ti
-
 log = logging.getLogger(__name__)
 
 ARCHS = ("cpu", "cuda", "vulkan", "auto")
@@ -31,6 +29,8 @@ def init(arch: str = "cpu", fp: str = "f64", debug: bool = False, **kwargs) -> s
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
     if fp not in PRECISIONS:
         raise ValueError(f"fp must be one of {', '.join(PRECISIONS)}, got {fp!r}")
+    import taichi as ti
+
     target = {"cpu": ti.cpu, "cuda": ti.cuda, "vulkan": ti.vulkan, "auto": ti.gpu}[arch]
     ti.reset()
     kwargs.setdefault("offline_cache", True)
@@ -45,6 +45,8 @@ def real():
     """The Taichi real type chosen at :func:`init` (``ti.f64`` or ``ti.f32``)."""
     if _state["fp"] is None:
         raise RuntimeError("engine.runtime.init() must be called before building kernels")
+    import taichi as ti
+
     return ti.f64 if _state["fp"] == "f64" else ti.f32
 
 
@@ -52,7 +54,7 @@ def np_real():
     """The numpy dtype matching :func:`real`."""
     import numpy as np
 
-    return np.float64 if real() == ti.f64 else np.float32
+    return np.float64 if _state["fp"] == "f64" else np.float32
 
 
 def arch_name() -> str | None:
@@ -62,5 +64,7 @@ def arch_name() -> str | None:
 
 def reset() -> None:
     """Release Taichi's runtime (fields, kernels)."""
+    import taichi as ti
+
     ti.reset()
     _state.update(arch=None, fp=None)
