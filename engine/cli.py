@@ -35,9 +35,11 @@ def main(verbose):
 @click.option("--arch", type=click.Choice(ARCHS), default="cpu", show_default=True, help="Taichi backend.")
 @click.option("--fp", type=click.Choice(PRECISIONS), default="f64", show_default=True, help="Real precision.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("--gui", is_flag=True, help="Live preview window (Taichi GGUI; needs a display and Vulkan).")
+@click.option("--field", default="q", show_default=True, help="Field shown by --gui (f/g keys switch).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="Continue the run in this folder from its latest checkpoint (raise run.steps with --set).")
-def run(case_file, overrides, out, arch, fp, progress, resume_dir):
+def run(case_file, overrides, out, arch, fp, progress, gui, field, resume_dir):
     """Run the boundary value problem of CASE_FILE (TOML), or continue one with --resume RUN_DIR."""
     from engine import runtime
     from engine.case import CaseError, load_case
@@ -58,7 +60,8 @@ def run(case_file, overrides, out, arch, fp, progress, resume_dir):
     except Exception as exc:  # noqa: BLE001 - backend missing on this machine
         fail(f"--arch {arch}: Taichi could not start this backend ({exc})")
     try:
-        info = run_case(case, out, progress=progress, arch=used, resume=resume_dir is not None)
+        info = run_case(case, out, progress=progress, arch=used, resume=resume_dir is not None,
+                        gui=field if gui else None)
     except CaseError as exc:
         if not resume_dir and out.exists() and not any(out.iterdir()):
             out.rmdir()

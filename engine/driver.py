@@ -79,10 +79,11 @@ def gauss_points(model: Model):
 
 
 def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, on_frame=None,
-        resume: bool = False) -> dict:
+        resume: bool = False, gui: str | None = None) -> dict:
     """Run ``case`` into the folder ``out``, or continue the run there with ``resume=True``.
 
-    A new run's folder must not hold a previous run. Returns the ``run.json`` dictionary. Raises
+    A new run's folder must not hold a previous run. ``gui`` names the field of a live preview
+    window (see ``engine.preview``). Returns the ``run.json`` dictionary. Raises
     :class:`Diverged` after writing outputs when the state becomes invalid.
     """
     from tqdm import tqdm
@@ -120,18 +121,27 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
     frames = _read_pvd(out) if resume else None
     vtk = VTKWriter(out, model.mesh.points, model.mesh.cells, frames) if case.output["vtk"] else None
     dataset = _dataset_writer(case, model, out, start if resume else None)
+    preview = None
+    if gui is not None:
+        from engine.preview import open_preview
+
+        preview, why = open_preview(model, gui)
+        if why:
+            sys.stderr.write(why + "\n")
     every, ck_every, ds_every = case.output["every"], case.output["checkpoint_every"], case.output["dataset_every"]
     t_out = 0.0
 
     def frame(step):
         nonlocal t_out
         ts = time.perf_counter()
-        if vtk is not None or on_frame is not None:
+        if vtk is not None or on_frame is not None or preview is not None:
             st = fem.state()
             if vtk is not None:
                 vtk.write(step, step * case.dt, st["u"], st["v"], st["stress"], st["strain"], fem.ngp)
             if on_frame is not None:
                 on_frame(step, model, st)
+            if preview is not None:
+                preview.draw(step, model, st)
         t_out += time.perf_counter() - ts
 
     def record_dataset(step):
@@ -151,7 +161,7 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
     active = tuple((start + 0.5) * case.dt < t for t in timed)
     if resume and timed:
         fem.set_boundary(*boundary_arrays(case, model.mesh, (start + 0.5) * case.dt))
-    t_loop = time.perf_counter()
+    t_loop, t_out_before = time.perf_counter(), t_out
     bar = tqdm(total=case.steps, initial=start, unit="step", disable=not progress, desc=case.name,
                dynamic_ncols=True)
     try:
@@ -170,6 +180,8 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
                 break
             curves.write(step, step * case.dt, values)
             info["steps_done"] = step
+            if preview is not None:
+                preview.add_curve_point(values)
             if dataset is not None and step % ds_every == 0:
                 record_dataset(step)
             if step % every == 0 or step == case.steps:
@@ -184,7 +196,7 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
         curves.close()
         if dataset is not None:
             dataset.close()
-        timings["loop_s"] = time.perf_counter() - t_loop - t_out
+        timings["loop_s"] = time.perf_counter() - t_loop - (t_out - t_out_before)
         timings["output_s"] = t_out
         timings["total_s"] = time.perf_counter() - t0
         done = info["steps_done"] - start
