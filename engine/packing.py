@@ -190,6 +190,12 @@ def consolidate(packing: Packing, p0: float = 100e3, friction: float | None = No
         raise PackingError(f"consolidation did not converge in {max_steps} steps "
                            f"(stress {np.diag(sig)}, unbalanced {unb:.3g})")
     log.info("consolidated to p0=%.4g Pa in %d steps (unbalanced %.3g)", p0, done, unb)
+    # at rest: forces consistent with the saved positions (shear forces only rotated to the
+    # current normals, which the next step would do anyway)
     cells.L.fill(0.0)
+    cells.w.fill(0.0)
+    cells.omega.fill(0.0)
+    cells.lists.update()
+    cells.contacts.compute()
     out = rve.packing_from_cells(cells, 0, packing)
     return replace(out, friction=packing.friction)

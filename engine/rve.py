@@ -73,6 +73,7 @@ def cells_from_packings(packings: list[Packing], n_cells: int, contacts: bool = 
             miss = cells.set_contact_state(cc, ii, jj, k, fs, nn)
             if miss:
                 log.warning("%d saved contacts were not found in the neighbour lists", miss)
+    cells.contacts.compute()  # forces of the initial state (no motion: L = 0, velocities 0)
     return cells
 
 
@@ -222,20 +223,20 @@ class RVEBatch:
 
     def stress_numpy(self) -> np.ndarray:
         """(n_cells, 3, 3) current symmetric Love-Weber stress (Pa, tension positive)."""
-        return _sym3(cells.stress.to_numpy().astype(np.float64), self.dim)
+        return _sym3(self.cells.stress.to_numpy().astype(np.float64), self.dim)
 
     def initial_stress(self) -> np.ndarray:
         """(n_cells, 3, 3) stress of the cells as built (Pa, tension positive)."""
         return self._stress0.copy()
 
     def snapshot(self) -> dict:
-        d = {"cells." + k: v for k, v in cells.snapshot().items()}
+        d = {"cells." + k: v for k, v in self.cells.snapshot().items()}
         d.update(rve_unbalanced=self.unbalanced.copy(), rve_steps_used=self.steps_used.copy(),
                  rve_cap=self._cap.copy(), rve_stress0=self._stress0.copy())
         return d
 
     def restore(self, d: dict) -> None:
-        cells.restore({k[6:]: v for k, v in d.items() if k.startswith("cells.")})
+        self.cells.restore({k[6:]: v for k, v in d.items() if k.startswith("cells.")})
         self.unbalanced = d["rve_unbalanced"].copy()
         self.steps_used = d["rve_steps_used"].copy()
         self._cap = d["rve_cap"].copy()
@@ -246,11 +247,11 @@ class RVEBatch:
 
         ``M_a = (1/V) sum_c l^2 (kn n_a^4 + ks n_a^2 (1 - n_a^2))``, the largest over axes and cells.
         """
-        cells, nl = self.cells, cells.lists
-        npart = cells.npart.to_numpy()
+        cells, nl = self.cells, self.cells.lists
+        npart = self.cells.npart.to_numpy()
         cnt, nj = nl.nb_count.to_numpy(), nl.nb_j.to_numpy()
         act, nrm, pen = nl.c_active.to_numpy(), nl.c_n.to_numpy().astype(np.float64), nl.c_pen.to_numpy()
-        r = cells.radius.to_numpy().astype(np.float64)
+        r = self.cells.radius.to_numpy().astype(np.float64)
         c_i, i_i, e_i = np.nonzero((np.arange(nl.K)[None, None, :] < cnt[..., None]) & (act != 0))
         j_i = nj[c_i, i_i, e_i]
         own = i_i < j_i

@@ -162,6 +162,7 @@ class PeriodicCells:
         self.lists.force_rebuild()
         self.lists.rebuild()
         self.check_capacity()
+        self.contacts.compute()  # forces of the initial state (at rest, L = 0)
 
     def set_contact_state(self, cell, i, j, k, fs, normal):
         """Restore contact state (YADE's FrictPhys.shearForce and ScGeom.normal of pair i-j).
@@ -331,7 +332,6 @@ class PeriodicCells:
 
         ``fs`` is YADE's FrictPhys.shearForce (force on the second body), ``fn`` = |normal force|.
         """
-        nl = self.lists
         cnt = self.lists.nb_count.to_numpy()[cell]
         nj = self.lists.nb_j.to_numpy()[cell]
         act = self.lists.c_active.to_numpy()[cell]

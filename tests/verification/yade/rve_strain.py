@@ -1,6 +1,6 @@
 """YADE reference run of a periodic RVE along piecewise-constant velocity gradients.
 
-Usage (headless): ``yade -n -x rve_strain.py PACKING.npz SPEC.json OUT.npz``
+Usage (headless): ``yade -n -x rve_strain.py PACKING.npz SPEC.json OUT.npz [FINAL_PACKING.npz]``
 
 PACKING.npz is in the engine's packing format (docs/packing.md). SPEC.json holds
 ``dt`` (s), ``record_every`` (steps) and ``segments``: a list of ``{"L": 3x3, "steps": n}``
@@ -11,7 +11,8 @@ is restored after one step of negligible length that creates the interactions.
 
 OUT.npz: ``steps`` (records), ``stress`` (records x 3 x 3, Pa, tension positive, YADE's
 getStress), ``unbalanced``, ``cell`` (records x 3 x 3), and ``ids``/``shear``/``normal`` of the
-final contacts.
+final contacts. FINAL_PACKING.npz, if given, is the final state written by YADE in the engine's
+packing format with the contact state (unwrapped positions, as YADE stores them).
 """
 import json
 import math
@@ -105,4 +106,12 @@ for inter in O.interactions:
         nr.append(np.array(inter.geom.normal))
 np.savez(out_path, **{k: np.asarray(v) for k, v in rec.items()}, ids=np.array(ids), shear=np.array(sh),
          normal=np.array(nr))
+if len(sys.argv) > 4:
+    hs = np.array(O.cell.hSize)
+    P = np.array([np.array(b.state.pos) for b in O.bodies])
+    fn = np.array([np.linalg.norm(np.array(inter.phys.normalForce)) for inter in O.interactions if inter.isReal])
+    np.savez(sys.argv[4], dim=dim, cell=hs[:dim, :dim], pos=P[:, :dim], radius=rad, young=float(z["young"]),
+             poisson=float(z["poisson"]), friction=float(z["friction"]), density=rho,
+             damping=float(z["damping"]), thickness=t, stress=np.array(utils.getStress())[:dim, :dim],
+             c_ids=np.array(ids), c_fn=fn, c_fs=np.array(sh)[:, :dim], c_normal=np.array(nr)[:, :dim])
 print("done", done)
