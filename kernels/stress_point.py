@@ -1,0 +1,480 @@
+"""Batched constitutive stress-point updates (CSUH, MCC, enhanced IME) for the FEM and for calibration.
+
+Interface convention: stresses and strains are full 3x3, tension positive, Pa. Each model converts
+to its internal compression-positive units once on entry and exit (``stress_scale``).
+
+* :class:`StressPointBatch` — N Gauss points advanced by one strain increment per :meth:`update`
+  (the FEM's material). Data-dependent sub-step loop (spec §5.1), not differentiable.
+* :class:`StressPathBatch` — N points along prescribed total-strain histories, differentiable with
+  respect to every parameter (``ti.ad.Tape``). One kernel launch per step writing a new slot of the
+  stress/state history (no loop-carried locals, no AD stack: with taichi 1.7.4 reverse mode gave
+  wrong gradients for loop-carried matrices, see docs/materials.md), sub-steps unrolled to a static
+  bound ``nb`` (the largest sub-step count in the data) and masked.
+* :func:`replay` — stresses for strain histories (forward only), used by ``engine element --test replay``.
+
+Both classes call the one integrator :func:`materials.csuh_integrator.substep`.
+"""
+
+import logging
+
+import numpy as np
+import taichi as ti
+
+from engine import runtime
+from materials import csuh as _csuh
+from materials import params as _params
+from materials.csuh import (A_DELTA, A_DKDM, A_EPSREF, A_K0, A_LINEAR, A_M0, A_NSUB, A_P0, A_PMIN,
+                            A_QTOL, A_TMAX, N_AUX)
+from materials.csuh_integrator import substep, substep_count
+from materials.ime import IME
+from materials.mcc import MCC
+
+log = logging.getLogger(__name__)
+
+MODEL_CLASSES = {"csuh": _csuh.CSUH, "mcc": MCC, "ime": IME}
+DIAGNOSTICS = {"csuh": _csuh.DIAGNOSTICS, "mcc": ("p", "q", "f", "px0", "pc"),
+               "ime": ("p", "q", "f", "H", "E")}
+COUNTERS = ("steps", "substeps", "clipped", "plastic", "guard")
+
+
+def _setup(model: str, p0: float, params, options: dict):
+    """Validated (physics object, params dict, options dict, aux builder) for a model name."""
+    if model not in MODEL_CLASSES:
+        raise ValueError(f"model must be one of {', '.join(MODEL_CLASSES)}, got {model!r}")
+    opts = _params.check_options(model, options, where=f"{model} options")
+    prm = _params.check_params(model, params, where=f"{model} params")
+    phys = MODEL_CLASSES[model](**opts)
+    if not p0 > 0:
+        raise ValueError(f"p0 must be > 0 Pa (compression positive), got {p0}")
+    return phys, prm, opts
+
+
+def _aux(model: str, phys, prm: dict, opts: dict, p0: float, real) -> np.ndarray:
+    a = np.zeros(N_AUX)
+    a[A_DELTA] = opts["delta_r"]
+    a[A_PMIN] = opts.get("p_min", 0.0) * phys.stress_scale
+    a[A_QTOL] = 1e-12 if real == ti.f64 else 1e-6
+    a[A_P0] = p0 * phys.stress_scale
+    a[A_EPSREF] = opts["eps_ref"]
+    a[A_LINEAR] = 1.0 if opts["substep_rule"] == "linear" else 0.0
+    a[A_NSUB] = opts["n_sub"]
+    a[A_TMAX] = opts["t_max"]
+    if model == "csuh":
+        a[A_M0], a[A_K0], a[A_DKDM] = _csuh.host_aux(prm)
+    return a
+
+
+@ti.data_oriented
+class _Common:
+    """Parameters, aux constants and the per-point constants vector, shared by both batches."""
+
+    def _init_common(self, model, n_points, p0, params, options, needs_grad=False):
+        self.model_name = model
+        self.phys, prm, self.options = _setup(model, p0, params, options)
+        self.n_points = int(n_points)
+        self.p0 = float(p0)
+        self.real = runtime.real()
+        self.np_real = runtime.np_real()
+        self.param_names = self.phys.param_names
+        self.n_par = len(self.param_names)
+        self.scale = self.phys.stress_scale
+        self.params = ti.field(self.real, shape=self.n_par, needs_grad=needs_grad)
+        self.aux = ti.field(self.real, shape=N_AUX)
+        self.set_params(prm)
+
+    def set_params(self, params) -> None:
+        """Set the parameters (dict by name, partial allowed, or array in ``param_names`` order)."""
+        if not isinstance(params, dict):
+            params = dict(zip(self.param_names, np.asarray(params, dtype=float).tolist()))
+        base = getattr(self, "param_values", None) or {}
+        prm = _params.check_params(self.model_name, {**base, **params}, warn=False)
+        self.param_values = prm
+        self.params.from_numpy(np.array([prm[k] for k in self.param_names], dtype=self.np_real))
+        self.aux.from_numpy(_aux(self.model_name, self.phys, prm, self.options, self.p0,
+                                 self.real).astype(self.np_real))
+
+    def set_options(self, **options) -> None:
+        """Change run-time options (``delta_r``, ``eps_ref``, ``substep_rule``, ``n_sub``, ``t_max``,
+        ``p_min``) without recompiling; static ones (``lode``, ``lode_grad``, ``mcc_init``) cannot change."""
+        static = {"lode", "lode_grad", "mcc_init"} & set(options)
+        if any(options[k] != self.options[k] for k in static):
+            raise ValueError(f"options {', '.join(sorted(static))} are fixed at construction")
+        self.options = _params.check_options(self.model_name, {**self.options, **options})
+        self.set_params(self.param_values)
+
+    @ti.func
+    def _consts(self):
+        P = ti.Vector([self.params[j] for j in ti.static(range(self.n_par))])
+        A = ti.Vector([self.aux[j] for j in ti.static(range(N_AUX))])
+        return self.phys.constants(P, A), A
+
+
+@ti.data_oriented
+class StressPointBatch(_Common):
+    """``n_points`` constitutive points advanced by strain increments (the FEM's material).
+
+    Parameters
+    ----------
+    model : ``csuh`` | ``mcc`` | ``ime``.
+    n_points : number of points.
+    p0 : initial isotropic mean pressure, Pa, compression positive (initial stress -p0 I).
+    params : parameters by name (defaults: the paper's Original sets, ``materials.params``).
+    **options : ``lode``, ``lode_grad``, ``delta_r``, ``substep_rule``, ``eps_ref``, ``t_max``,
+        ``n_sub``, ``p_min`` (Pa), ``mcc_init`` — see ``materials.params.OPTIONS``.
+    """
+
+    def __init__(self, model: str, n_points: int, p0: float, params: dict | None = None, **options):
+        self._init_common(model, n_points, p0, params, options)
+        self.state = ti.Vector.field(2, self.real, shape=self.n_points)
+        self.wave = ti.field(self.real, shape=self.n_points)
+        self.wave_max = ti.field(self.real, shape=())
+        self.counters = ti.field(ti.i64, shape=len(COUNTERS))
+        self._diag = None
+        self._init_state()
+
+    # ------------------------------------------------------------------ kernels
+    @ti.kernel
+    def _init_state(self):
+        for i in range(self.n_points):
+            C, A = self._consts()
+            st = self.phys.initial_state(C)
+            self.state[i] = st
+            self.wave[i] = self.phys.wave(C[3] * ti.Matrix.identity(float, 3), st, C)
+
+    @ti.func
+    def _advance(self, sig_t, deps, st, C, A):
+        """One step for one point: tension-positive Pa in and out; returns counters too."""
+        s = -self.scale * sig_t
+        de = -0.5 * (deps + deps.transpose())
+        T, clipped = substep_count(de, A[A_EPSREF], A[A_LINEAR], ti.cast(A[A_NSUB], ti.i32),
+                                   ti.cast(A[A_TMAX], ti.i32))
+        d = de / T
+        npl, ngd = 0, 0
+        for _ in range(T):
+            s, st, pl, gd = substep(self.phys, s, st, d, C)
+            npl += ti.cast(pl, ti.i32)
+            ngd += ti.cast(gd, ti.i32)
+        return -s / self.scale, st, T, ti.cast(clipped, ti.i32), npl, ngd
+
+    @ti.kernel
+    def _update(self, deps: ti.template(), stress: ti.template()):
+        for i in range(self.n_points):
+            C, A = self._consts()
+            sig, st, T, cl, npl, ngd = self._advance(stress[i], deps[i], self.state[i], C, A)
+            stress[i] = sig
+            self.state[i] = st
+            self.wave[i] = self.phys.wave(-self.scale * sig, st, C)
+            self.counters[0] += 1
+            self.counters[1] += T
+            self.counters[2] += cl
+            self.counters[3] += npl
+            self.counters[4] += ngd
+
+    @ti.kernel
+    def _history(self, strain: ti.template(), out: ti.template(), n_steps: ti.i32):
+        for i in range(self.n_points):
+            C, A = self._consts()
+            st = self.state[i]
+            sig = -A[A_P0] / self.scale * ti.Matrix.identity(float, 3)
+            eps_prev = ti.Matrix.zero(float, 3, 3)
+            for t in range(n_steps):
+                eps = strain[i, t]
+                sig2, st2, T, cl, npl, ngd = self._advance(sig, eps - eps_prev, st, C, A)
+                sig, st, eps_prev = sig2, st2, eps
+                out[i, t] = sig
+                self.counters[1] += T
+                self.counters[2] += cl
+                self.counters[3] += npl
+                self.counters[4] += ngd
+            self.state[i] = st
+            self.wave[i] = self.phys.wave(-self.scale * sig, st, C)
+
+    @ti.kernel
+    def _wave_max(self):
+        self.wave_max[None] = 0.0
+        for i in range(self.n_points):
+            ti.atomic_max(self.wave_max[None], self.wave[i])
+
+    @ti.kernel
+    def _diagnose(self, stress: ti.template(), out: ti.template()):
+        for i in range(self.n_points):
+            C, A = self._consts()
+            d = self.phys.diagnostics(-self.scale * stress[i], self.state[i], C)
+            for j in ti.static(range(d.n)):
+                out[i, j] = d[j]
+
+    # ------------------------------------------------------------------ interface
+    def update(self, deps, stress) -> None:
+        """Advance every point by ``deps`` (3x3 field, tension positive); ``stress`` (Pa) in/out."""
+        self._update(deps, stress)
+
+    def initial_stress(self) -> np.ndarray:
+        """(n_points, 3, 3) initial stress -p0 I, Pa, tension positive."""
+        return np.broadcast_to(-self.p0 * np.eye(3), (self.n_points, 3, 3)).copy()
+
+    def snapshot(self) -> dict:
+        """All internal state as numpy arrays (for checkpoints and trial updates)."""
+        st = self.state.to_numpy()
+        out = {name: st[:, j].copy() for j, name in enumerate(self.phys.state_names)}
+        out["wave"] = self.wave.to_numpy()
+        out["counters"] = self.counters.to_numpy()
+        return out
+
+    def restore(self, d: dict) -> None:
+        """Inverse of :meth:`snapshot`."""
+        names = self.phys.state_names
+        st = np.stack([np.asarray(d[n], dtype=self.np_real) for n in names], axis=1)
+        if st.shape != (self.n_points, 2):
+            raise ValueError(f"restore: state arrays must have length {self.n_points}")
+        self.state.from_numpy(st)
+        if "wave" in d:
+            self.wave.from_numpy(np.asarray(d["wave"], dtype=self.np_real))
+        if "counters" in d:
+            self.counters.from_numpy(np.asarray(d["counters"], dtype=np.int64))
+
+    def wave_modulus(self) -> float:
+        """max over points of the current constrained modulus K + 4G/3 (Pa).
+
+        Hypoelastic models stiffen with p: the FEM's time-step safety factor must cover the growth
+        within one step (small for explicit steps).
+        """
+        self._wave_max()
+        return float(self.wave_max[None]) / self.scale
+
+    def counts(self) -> dict:
+        """Event counters: steps, substeps, clipped (T hit t_max), plastic sub-steps, guard events."""
+        return dict(zip(COUNTERS, self.counters.to_numpy().tolist()))
+
+    def diagnostics(self, stress: np.ndarray) -> dict:
+        """Model diagnostics at the given stresses (Pa, tension +) and current state, in Pa where
+        dimensional (p, q compression positive). CSUH: p, q, f, xi, R, Mf, Mc, Mtheta, q_tilde."""
+        names = DIAGNOSTICS[self.model_name]
+        if self._diag is None:
+            self._diag = (ti.Matrix.field(3, 3, self.real, shape=self.n_points),
+                          ti.field(self.real, shape=(self.n_points, len(names))))
+        self._diag[0].from_numpy(np.asarray(stress, dtype=self.np_real).reshape(self.n_points, 3, 3))
+        self._diagnose(*self._diag)
+        d = self._diag[1].to_numpy().astype(float)
+        out = {n: d[:, j] for j, n in enumerate(names)}
+        for n in ("p", "q", "q_tilde", "px0", "pc"):       # stresses back to Pa (IME: already Pa)
+            if n in out:
+                out[n] = out[n] / self.scale
+        return out
+
+    def run_history(self, strain: np.ndarray) -> np.ndarray:
+        """Stresses (n_points, n_steps, 3, 3) along total-strain histories of the same shape,
+        from the isotropic state -p0 I and the initial internal state (forward only)."""
+        strain = np.asarray(strain, dtype=self.np_real)
+        n_steps = strain.shape[1]
+        sf = ti.Matrix.field(3, 3, self.real, shape=(self.n_points, n_steps))
+        of = ti.Matrix.field(3, 3, self.real, shape=(self.n_points, n_steps))
+        sf.from_numpy(strain)
+        self._init_state()
+        self._history(sf, of, n_steps)
+        return of.to_numpy().astype(float)
+
+
+@ti.data_oriented
+class StressPathBatch(_Common):
+    """Differentiable stresses along prescribed total-strain histories.
+
+    ``strain`` (n_points, n_steps, 3, 3), tension positive, total strain after each step from
+    eps = 0 at -p0 I. After :meth:`forward`, ``sig_hist[i, t + 1]`` is the stress after step t (Pa,
+    tension positive) and ``st_hist`` the internal state. With ``needs_grad`` the parameter field
+    ``params`` (order ``param_names``) receives gradients of any scalar loss computed from
+    ``sig_hist`` inside ``ti.ad.Tape`` (see :meth:`gradient`).
+    """
+
+    def __init__(self, model: str, n_points: int, n_steps: int, p0: float, params: dict | None = None,
+                 needs_grad: bool = True, **options):
+        self._init_common(model, n_points, p0, params, options, needs_grad=needs_grad)
+        self.n_steps = int(n_steps)
+        shape = (self.n_points, self.n_steps + 1)
+        self.strain = ti.Matrix.field(3, 3, self.real, shape=shape)
+        self.nsub = ti.field(ti.i32, shape=(self.n_points, self.n_steps))
+        self.sig_hist = ti.Matrix.field(3, 3, self.real, shape=shape, needs_grad=needs_grad)
+        self.st_hist = ti.Vector.field(2, self.real, shape=shape, needs_grad=needs_grad)
+        self.loss = ti.field(self.real, shape=(), needs_grad=needs_grad)
+        self.nb = 1
+        self._w = None
+
+    @ti.kernel
+    def _count(self):
+        for i, t in self.nsub:
+            A = ti.Vector([self.aux[j] for j in ti.static(range(N_AUX))])
+            de = self.strain[i, t + 1] - self.strain[i, t]
+            T, cl = substep_count(de, A[A_EPSREF], A[A_LINEAR], ti.cast(A[A_NSUB], ti.i32),
+                                  ti.cast(A[A_TMAX], ti.i32))
+            self.nsub[i, t] = T
+
+    def load_strain(self, strain: np.ndarray) -> int:
+        """Set the strain histories; returns the static sub-step bound ``nb`` of the data."""
+        strain = np.asarray(strain, dtype=float)
+        if strain.shape != (self.n_points, self.n_steps, 3, 3):
+            raise ValueError(f"strain must have shape {(self.n_points, self.n_steps, 3, 3)}, got {strain.shape}")
+        full = np.zeros((self.n_points, self.n_steps + 1, 3, 3))
+        full[:, 1:] = 0.5 * (strain + np.swapaxes(strain, 2, 3))
+        self.strain.from_numpy(full.astype(self.np_real))
+        self._count()
+        self.nb = int(self.nsub.to_numpy().max()) if self.n_steps else 1
+        if self.nb > 16:
+            log.warning("StressPathBatch: %d sub-steps in one step are unrolled in the differentiable "
+                        "kernel (slow to compile); raise eps_ref or use substep_rule='linear'", self.nb)
+        return self.nb
+
+    @ti.kernel
+    def _init_path(self):
+        for i in range(self.n_points):
+            C, A = self._consts()
+            self.sig_hist[i, 0] = -A[A_P0] / self.scale * ti.Matrix.identity(float, 3)
+            self.st_hist[i, 0] = self.phys.initial_state(C)
+
+    @ti.kernel
+    def _step(self, t: ti.i32, nb: ti.template()):
+        for i in range(self.n_points):
+            C, A = self._consts()
+            de = self.strain[i, t] - self.strain[i, t + 1]          # compression positive
+            T = self.nsub[i, t]
+            d = de / T
+            s = -self.scale * self.sig_hist[i, t]
+            st = self.st_hist[i, t]
+            for k in ti.static(range(nb)):
+                s1, st1, pl, gd = substep(self.phys, s, st, d, C)
+                if ti.static(nb == 1):
+                    s, st = s1, st1
+                else:
+                    s = ti.select(k < T, s1, s)
+                    st = ti.select(k < T, st1, st)
+            self.sig_hist[i, t + 1] = -s / self.scale
+            self.st_hist[i, t + 1] = st
+
+    def forward(self) -> None:
+        """Run the whole history (call inside ``ti.ad.Tape`` for gradients)."""
+        self._init_path()
+        for t in range(self.n_steps):
+            self._step(t, self.nb)
+
+    def stresses(self) -> np.ndarray:
+        """(n_points, n_steps, 3, 3) stresses after each step, Pa, tension positive."""
+        return self.sig_hist.to_numpy()[:, 1:].astype(float)
+
+    def states(self) -> dict:
+        st = self.st_hist.to_numpy()[:, 1:]
+        return {n: st[..., j].astype(float) for j, n in enumerate(self.phys.state_names)}
+
+    @ti.kernel
+    def _weighted_loss(self, w: ti.template()):
+        for i, t in w:
+            self.loss[None] += (w[i, t] * self.sig_hist[i, t + 1]).sum()
+
+    def gradient(self, weights: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss = sum(weights * stress) (weights (n_points, n_steps, 3, 3), per Pa) and its gradient
+        with respect to the parameters (``param_names`` order), by Taichi reverse-mode autodiff."""
+        if self._w is None:
+            self._w = ti.Matrix.field(3, 3, self.real, shape=(self.n_points, self.n_steps))
+        self._w.from_numpy(np.asarray(weights, dtype=self.np_real))
+        self.loss[None] = 0.0
+        with ti.ad.Tape(loss=self.loss):
+            self.forward()
+            self._weighted_loss(self._w)
+        return float(self.loss[None]), self.params.grad.to_numpy().astype(float)
+
+    def weighted_loss(self, weights: np.ndarray) -> float:
+        """The loss of :meth:`gradient` without gradients (for finite differences)."""
+        if self._w is None:
+            self._w = ti.Matrix.field(3, 3, self.real, shape=(self.n_points, self.n_steps))
+        self._w.from_numpy(np.asarray(weights, dtype=self.np_real))
+        self.loss[None] = 0.0
+        self.forward()
+        self._weighted_loss(self._w)
+        return float(self.loss[None])
+
+
+def finite_difference_gradient(path: "StressPathBatch", weights: np.ndarray, rel_step: float = 1e-6) -> np.ndarray:
+    """Central finite differences of :meth:`StressPathBatch.weighted_loss` for every parameter
+    (step ``rel_step * |value|``), for checking the autodiff gradient."""
+    base = dict(path.param_values)
+    out = []
+    for name in path.param_names:
+        h = rel_step * max(abs(base[name]), 1e-12)
+        path.set_params({**base, name: base[name] + h})
+        a = path.weighted_loss(weights)
+        path.set_params({**base, name: base[name] - h})
+        b = path.weighted_loss(weights)
+        out.append((a - b) / (2.0 * h))
+    path.set_params(base)
+    return np.array(out)
+
+
+def random_strain_paths(n_points: int, n_steps: int, amplitude: float, seed: int = 0) -> np.ndarray:
+    """Random total-strain histories (tension +, (n_points, n_steps, 3, 3)) for checks: axial (z)
+    compression with random deviatoric/shear parts, then unloading (from half-way) and reloading
+    (from three quarters); ``amplitude`` is the axial strain per step."""
+    rng = np.random.default_rng(seed)
+    inc = rng.normal(size=(n_points, n_steps, 3, 3)) * 0.25 * amplitude
+    inc = 0.5 * (inc + np.swapaxes(inc, 2, 3))
+    k = np.arange(n_steps)
+    sign = np.where(k < n_steps // 2, 1.0, np.where(k < 3 * n_steps // 4, -1.0, 1.0))
+    inc[:, :, 2, 2] -= amplitude * sign[None, :]
+    inc[:, :, 0, 0] += 0.3 * amplitude * sign[None, :]
+    return np.cumsum(inc, axis=1)
+
+
+def gradient_check(model: str, strain: np.ndarray, p0: float = 100e3, deltas=(0.03, 0.0), seed: int = 0,
+                   **options) -> tuple["StressPathBatch", list]:
+    """Autodiff vs central finite differences of a random linear functional of the stresses along
+    ``strain``, for each soft-gate width in ``deltas``. Returns the path batch and a list of
+    ``(delta_r, ad_gradient, fd_gradient)`` (``param_names`` order). Use float64."""
+    n, T = strain.shape[:2]
+    path = StressPathBatch(model, n, T, p0, **options)
+    path.load_strain(strain)
+    w = np.random.default_rng(seed).normal(size=(n, T, 3, 3)) / (p0 * n * T)
+    out = []
+    for delta in deltas:
+        path.set_options(delta_r=delta)
+        _, g = path.gradient(w)
+        out.append((delta, g, finite_difference_gradient(path, w)))
+    return path, out
+
+
+def make_material_batch(model: str, n_points: int, p0: float, params: dict | None = None, **options):
+    """Registry: the FEM's material batch for a model name (``csuh``, ``mcc``, ``ime``, ``elastic``)."""
+    if model == "elastic":
+        from kernels.elastic import ElasticBatch
+
+        prm = _params.check_params("elastic", params, where="elastic params")
+        opts = _params.check_options("elastic", options, where="elastic options")
+        return ElasticBatch(n_points, p0, prm["E"], prm["nu"], **opts)
+    if model in MODEL_CLASSES:
+        return StressPointBatch(model, n_points, p0, params, **options)
+    raise ValueError(f"model must be one of {', '.join(list(MODEL_CLASSES) + ['elastic'])}, got {model!r}")
+
+
+def replay(strain_histories: np.ndarray, p0: float, model: str, params: dict | None = None,
+           options: dict | None = None) -> np.ndarray:
+    """Stresses (Pa, tension +) along total-strain histories (n_points, n_steps, 3, 3), tension +,
+    from -p0 I. Forward only; requires an initialised runtime."""
+    strain = np.asarray(strain_histories, dtype=float)
+    if strain.ndim != 4 or strain.shape[2:] != (3, 3):
+        raise ValueError(f"strain histories must have shape (n_points, n_steps, 3, 3), got {strain.shape}")
+    if model == "elastic":
+        batch = make_material_batch(model, strain.shape[0], p0, params, **(options or {}))
+        return _replay_stepwise(batch, strain)
+    batch = StressPointBatch(model, strain.shape[0], p0, params, **(options or {}))
+    return batch.run_history(strain)
+
+
+def _replay_stepwise(batch, strain: np.ndarray) -> np.ndarray:
+    n, T = strain.shape[:2]
+    real = runtime.real()
+    deps = ti.Matrix.field(3, 3, real, shape=n)
+    stress = ti.Matrix.field(3, 3, real, shape=n)
+    stress.from_numpy(batch.initial_stress().astype(runtime.np_real()))
+    out = np.empty_like(strain)
+    prev = np.zeros((n, 3, 3))
+    for t in range(T):
+        deps.from_numpy((strain[:, t] - prev).astype(runtime.np_real()))
+        batch.update(deps, stress)
+        out[:, t] = stress.to_numpy()
+        prev = strain[:, t]
+    return out
