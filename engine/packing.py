@@ -94,6 +94,10 @@ def load_packing(path) -> Packing:
     dim = int(z["dim"]) if "dim" in z else pos.shape[1]
     cell = np.asarray(z["cell"], np.float64)
     radius = np.asarray(z["radius"], np.float64).reshape(-1)
+    if dim == 2 and pos.ndim == 2 and pos.shape[1] == 3:   # YADE writes 3-vectors and 3x3 cells
+        pos = pos[:, :2]
+    if dim == 2 and cell.shape == (3, 3):
+        cell = cell[:2, :2]
     if dim not in (2, 3) or cell.shape != (dim, dim) or pos.shape != (len(radius), dim):
         raise PackingError(f"packing {path}: inconsistent shapes cell {cell.shape}, pos {pos.shape}, "
                            f"radius {radius.shape}, dim {dim}")
@@ -106,7 +110,9 @@ def load_packing(path) -> Packing:
                     "c_fn": np.asarray(z["c_fn"], np.float64).reshape(m),
                     "c_fs": np.asarray(z["c_fs"], np.float64).reshape(m, -1)[:, :dim],
                     "c_normal": np.asarray(z["c_normal"], np.float64).reshape(m, -1)[:, :dim]}
-    return Packing(dim=dim, cell=cell, pos=pos[:, :dim], radius=radius, stress=stress,
+    if stress is not None and stress.shape == (3, 3) and dim == 2:
+        stress = stress[:2, :2]
+    return Packing(dim=dim, cell=cell, pos=pos, radius=radius, stress=stress,
                    contacts=contacts, **kw)
 
 
@@ -176,7 +182,7 @@ def consolidate(packing: Packing, p0: float = 100e3, friction: float | None = No
         for _ in range(check_every // servo_every):
             cells.step(servo_every)
             cells.measure()
-            cells.servo(gain, max_rate, p0)
+            cells.servo(gain, max_rate, p0, 0.0)
         done += check_every
         cells.check_capacity()
         sig = cells.stress.to_numpy()[0]

@@ -117,6 +117,34 @@ def _sym3(sig: np.ndarray, dim: int) -> np.ndarray:
     return out
 
 
+def voigt_moduli(cells: PeriodicCells) -> np.ndarray:
+    """(n_cells, dim) Voigt estimates of the constrained moduli along the axes (Pa).
+
+    ``M_a = (1/V) sum_c l^2 (kn n_a^4 + ks n_a^2 (1 - n_a^2))`` over the active contacts.
+    """
+    nl = cells.lists
+    cnt, nj = nl.nb_count.to_numpy(), nl.nb_j.to_numpy()
+    act, nrm, pen = nl.c_active.to_numpy(), nl.c_n.to_numpy().astype(np.float64), nl.c_pen.to_numpy()
+    r = cells.radius.to_numpy().astype(np.float64)
+    c_i, i_i, e_i = np.nonzero((np.arange(nl.K)[None, None, :] < cnt[..., None]) & (act != 0))
+    j_i = nj[c_i, i_i, e_i]
+    own = i_i < j_i
+    c_i, i_i, e_i, j_i = c_i[own], i_i[own], e_i[own], j_i[own]
+    ri, rj = r[c_i, i_i], r[c_i, j_i]
+    kn = 2.0 * cells.young.to_numpy().astype(np.float64)[c_i] * ri * rj / (ri + rj)
+    ks = kn * cells.ratio.to_numpy().astype(np.float64)[c_i]
+    l2 = (ri + rj - pen[c_i, i_i, e_i]) ** 2
+    n = nrm[c_i, i_i, e_i]
+    vol = np.abs(np.linalg.det(cells.h.to_numpy().astype(np.float64)))
+    if cells.dim == 2:
+        vol = vol * cells.thickness.to_numpy().astype(np.float64)
+    out = np.zeros((cells.n_cells, cells.dim))
+    for a in range(cells.dim):
+        m = l2 * (kn * n[:, a] ** 4 + ks * n[:, a] ** 2 * (1.0 - n[:, a] ** 2))
+        out[:, a] = np.bincount(c_i, weights=m, minlength=cells.n_cells) / vol
+    return out
+
+
 @ti.data_oriented
 class RVEBatch:
     """``n_cells`` DEM cells advanced together; the FEM's ``material.model = "dem"``.
@@ -243,36 +271,10 @@ class RVEBatch:
         self._stress0 = d["rve_stress0"].copy()
 
     def wave_modulus(self) -> float:
-        """Voigt (upper-bound) estimate of the constrained modulus of the cells (Pa).
-
-        ``M_a = (1/V) sum_c l^2 (kn n_a^4 + ks n_a^2 (1 - n_a^2))``, the largest over axes and cells.
-        """
-        cells, nl = self.cells, self.cells.lists
-        npart = self.cells.npart.to_numpy()
-        cnt, nj = nl.nb_count.to_numpy(), nl.nb_j.to_numpy()
-        act, nrm, pen = nl.c_active.to_numpy(), nl.c_n.to_numpy().astype(np.float64), nl.c_pen.to_numpy()
-        r = self.cells.radius.to_numpy().astype(np.float64)
-        c_i, i_i, e_i = np.nonzero((np.arange(nl.K)[None, None, :] < cnt[..., None]) & (act != 0))
-        j_i = nj[c_i, i_i, e_i]
-        own = i_i < j_i
-        c_i, i_i, e_i, j_i = c_i[own], i_i[own], e_i[own], j_i[own]
-        ri, rj = r[c_i, i_i], r[c_i, j_i]
-        young = cells.young.to_numpy().astype(np.float64)[c_i]
-        kn = 2.0 * young * ri * rj / (ri + rj)
-        ks = kn * cells.ratio.to_numpy().astype(np.float64)[c_i]
-        l2 = (ri + rj - pen[c_i, i_i, e_i]) ** 2
-        n = nrm[c_i, i_i, e_i]
-        h = cells.h.to_numpy().astype(np.float64)
-        vol = np.abs(np.linalg.det(h))
-        if self.dim == 2:
-            vol = vol * cells.thickness.to_numpy().astype(np.float64)
-        best = 0.0
-        for a in range(self.dim):
-            m = l2 * (kn * n[:, a] ** 4 + ks * n[:, a] ** 2 * (1.0 - n[:, a] ** 2))
-            per = np.bincount(c_i, weights=m, minlength=self.n_cells) / vol
-            best = max(best, float(per.max()) if len(per) else 0.0)
-        del npart
-        return best
+        """Voigt (upper-bound) estimate of the constrained modulus of the cells (Pa), the largest
+        over axes and cells (see :func:`voigt_moduli`)."""
+        m = voigt_moduli(self.cells)
+        return float(m.max()) if m.size else 0.0
 
     def density(self) -> float:
         """Mean bulk density of the cells (kg/m3): solid mass over cell volume."""
@@ -314,11 +316,14 @@ def strain_history(batch: RVEBatch, strains: np.ndarray, progress=None) -> np.nd
 
 
 def triaxial(packing: Packing, axial_strain: float, rate: float, p0: float, copies: int = 1,
-             n_out: int = 200, gain: float = 2e-5, max_rate: float = 1e-4, progress=None) -> dict:
+             n_out: int = 200, kappa: float = 0.1, servo_every: int = 5, max_rate: float = 1e-3,
+             progress=None) -> dict:
     """Drained biaxial (2D) / triaxial (3D) compression of the RVE along its last axis.
 
     The axial strain rate ``rate`` (1/s, compression) is prescribed on the last axis; the other
-    axes are stress-servoed to ``-p0`` (Pa) and shear stresses to zero. ``copies`` identical cells
+    axes are stress-servoed to ``-p0`` (Pa) and shear stresses to zero by a PI servo whose gain is
+    ``kappa p0 / M`` (strain per step per relative error; ``M`` the cells' Voigt modulus), updated
+    every ``servo_every`` steps, integral gain a tenth of that. ``copies`` identical cells
     run in one batch (their results must agree; the largest difference is returned).
     Returns a dict of arrays: ``eps_a`` (axial, compression positive), ``eps_v`` (volumetric,
     compression positive), ``p`` and ``q`` (Pa, compression positive; ``q = sigma_a - sigma_r``
@@ -339,8 +344,9 @@ def triaxial(packing: Packing, axial_strain: float, rate: float, p0: float, copi
     L = np.zeros((copies, dim, dim))
     L[:, ax, ax] = -rate
     cells.L.from_numpy(L.astype(npr))
+    gain = kappa * p0 / float(voigt_moduli(cells).max())
     total = int(math.ceil(axial_strain / (rate * dt.min())))
-    every = max(10, (total // n_out) // 10 * 10)
+    every = max(servo_every, (total // n_out) // servo_every * servo_every)
     h0 = cells.h.to_numpy().astype(np.float64)[0]
     rows, spread = [], 0.0
     cells.measure()
@@ -358,10 +364,10 @@ def triaxial(packing: Packing, axial_strain: float, rate: float, p0: float, copi
             progress(done, total)
         if eps_a >= axial_strain:
             break
-        for _ in range(every // 10):
-            cells.step(10)
+        for _ in range(every // servo_every):
+            cells.step(servo_every)
             cells.measure()
-            cells.servo(gain, max_rate, p0)
+            cells.servo(gain, max_rate, p0, 0.1 * gain)
         done += every
         cells.check_capacity()
     return {"eps_a": np.array([r[0] for r in rows]), "eps_v": np.array([r[1] for r in rows]),

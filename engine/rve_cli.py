@@ -102,15 +102,18 @@ def strain(packing, strain, steps_per_increment, tol, cap, copies, out, arch, fp
     from engine import rve as rvemod
     from engine.packing import load_packing
 
-    _init(arch, fp)
-
-    def run():
-        p = load_packing(packing)
+    def inputs():
         eps = np.load(strain)
         if eps.ndim != 4 or eps.shape[2:] != (3, 3):
             raise ValueError(f"strain must have shape (n_points, n_steps, 3, 3), got {eps.shape}")
         if copies < 1:
             raise ValueError("--copies must be >= 1")
+        return load_packing(packing), eps
+
+    p, eps = _guard(inputs)
+    _init(arch, fp)
+
+    def run():
         n_pts = eps.shape[0]
         batch = rvemod.RVEBatch([p], n_pts * copies, p.dim, steps_per_increment, tol, cap)
         for note in batch.notes:
@@ -143,12 +146,15 @@ def triax(packing, axial_strain, rate, p0, out, copies, arch, fp):
     outdir = Path(out)
     if outdir.exists() and any(outdir.iterdir()):
         _fail(f"{out} exists and is not empty; refusing to overwrite")
+    def inputs():
+        if rate <= 0 or axial_strain <= 0 or copies < 1:
+            raise ValueError("--rate and --axial-strain must be > 0, --copies >= 1")
+        return load_packing(packing)
+
+    p = _guard(inputs)
     _init(arch, fp)
 
     def run():
-        if rate <= 0 or axial_strain <= 0 or copies < 1:
-            raise ValueError("--rate and --axial-strain must be > 0, --copies >= 1")
-        p = load_packing(packing)
         t0 = time.perf_counter()
         res = rvemod.triaxial(p, axial_strain, rate, p0, copies=copies)
         wall = time.perf_counter() - t0

@@ -93,6 +93,7 @@ class PeriodicCells:
         # stress servo (isotropic consolidation, lateral control of triaxial tests)
         self.target = ti.Matrix.field(dim, dim, real, shape=nc)
         self.mask = ti.Matrix.field(dim, dim, ti.i32, shape=nc)
+        self.servo_i = ti.Matrix.field(dim, dim, real, shape=nc)   # integral part (strain/step)
         if max_contacts is None:
             max_contacts = 16 if dim == 2 else 32
         self.lists = VerletLists(self, max_contacts)
@@ -277,12 +278,12 @@ class PeriodicCells:
                 self.unbalanced[c] = (fp / self.npart[c]) / (fc / ncon)
 
     @ti.kernel
-    def servo(self, gain: ti.f64, max_rate: ti.f64, ref: ti.f64):
-        """Stress servo: set the masked components of ``L`` from the error to ``target``.
+    def servo(self, gain: ti.f64, max_rate: ti.f64, ref: ti.f64, ki: ti.f64):
+        """Stress servo (PI): set the masked components of ``L`` from the error to ``target``.
 
-        ``L_ab dt = clip(-gain (sigma_ab - target_ab) / ref, -max_rate, max_rate)`` (strain per
-        step, tension positive; symmetric in a, b); unmasked components of ``L`` are left alone.
-        Needs :meth:`measure` first.
+        With ``e = (sym(sigma)_ab - target_ab) / ref``: ``I_ab -= ki e`` and
+        ``L_ab dt = clip(-gain e + I_ab, -max_rate, max_rate)`` (strain per step, tension
+        positive); unmasked components of ``L`` are left alone. Needs :meth:`measure` first.
         """
         for c in range(self.n_cells):
             if self.active[c] != 0:
@@ -290,7 +291,9 @@ class PeriodicCells:
                     if self.mask[c][a, b] != 0:
                         sab = 0.5 * (self.stress[c][a, b] + self.stress[c][b, a])
                         err = (sab - self.target[c][a, b]) / ref
-                        rate = ti.min(ti.max(-gain * err, -max_rate), max_rate)
+                        integ = ti.min(ti.max(self.servo_i[c][a, b] - ki * err, -max_rate), max_rate)
+                        self.servo_i[c][a, b] = integ
+                        rate = ti.min(ti.max(-gain * err + integ, -max_rate), max_rate)
                         self.L[c][a, b] = rate / self.dt[c]
 
     # ------------------------------------------------------------------ checks and access
@@ -353,7 +356,7 @@ class PeriodicCells:
         own = {k: getattr(self, k) for k in (
             "npart", "active", "steps", "h", "L", "dt", "young", "ratio", "tan_phi", "damping",
             "thickness", "radius", "mass", "inertia", "s", "w", "omega", "force", "torque",
-            "stress", "unbalanced", "n_contacts", "target", "mask")}
+            "stress", "unbalanced", "n_contacts", "target", "mask", "servo_i")}
         own.update({"lists." + k: v for k, v in self.lists.state_fields().items()})
         return own
 

@@ -1,0 +1,123 @@
+"""RVEBatch: batching invariance, checkpoints, cap reporting, capacities, the FEM interface."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import taichi as ti
+
+PACKINGS = Path(__file__).resolve().parents[2] / "assets" / "packings"
+SMALL = {2: "disks64_100kPa.npz", 3: "spheres64_100kPa.npz"}
+
+
+def _with_fp(request, runtime, fp):
+    """Re-initialise the test's runtime with precision ``fp`` (2D/3D, f32/f64 in one process)."""
+    if fp != runtime._state["fp"]:
+        runtime.init(arch=request.config.getoption("--arch"), fp=fp, offline_cache=False)
+    return runtime
+
+
+def _fields(n, real):
+    return ti.Matrix.field(3, 3, real, shape=n), ti.Matrix.field(3, 3, real, shape=n)
+
+
+def _deps(n, dim, seed=0, mag=2e-4):
+    rng = np.random.default_rng(seed)
+    d = rng.normal(0, mag, (n, 3, 3))
+    d = 0.5 * (d + np.transpose(d, (0, 2, 1)))
+    d[:, :dim, :dim] -= mag * np.eye(dim)  # net compression
+    return d
+
+
+@pytest.mark.parametrize("dim,fp", [(2, "f64"), (3, "f64"), (3, "f32")])
+def test_batched_cells_equal_single_cell(ti_runtime, request, dim, fp):
+    """Each cell of a batch evolves exactly as the same cell alone (bit-exact), also next to
+    cells of another size (2D: the 1000-disk packing shares the launch)."""
+    from engine.packing import load_packing
+    from engine.rve import RVEBatch
+
+    rt = _with_fp(request, ti_runtime, fp)
+    p = load_packing(PACKINGS / SMALL[dim])
+    templates = [p, load_packing(PACKINGS / "disks1000_100kPa.npz")] if dim == 2 else [p]
+    n = 3
+    batch = RVEBatch(templates, n, dim, steps_per_increment=20, tol=0.02, cap=200)
+    one = RVEBatch([p], 1, dim, steps_per_increment=20, tol=0.02, cap=200)
+    d = _deps(n, dim)
+    deps, sig = _fields(n, rt.real())
+    deps1, sig1 = _fields(1, rt.real())
+    for k in range(2):
+        deps.from_numpy(d.astype(rt.np_real()))
+        batch.update(deps, sig)
+        deps1.from_numpy(d[2:3].astype(rt.np_real()))
+        one.update(deps1, sig1)
+    s, s1 = sig.to_numpy(), sig1.to_numpy()
+    np.testing.assert_array_equal(s[2], s1[0])
+    assert batch.steps_used[2] == one.steps_used[0]
+    assert not np.array_equal(s[0], s[2])  # different increments, different cells
+    assert np.all(s[:, 2, 2] == 0) if dim == 2 else np.all(s[:, 2, 2] < 0)
+    assert np.all(batch.steps_used >= 20)
+
+
+@pytest.mark.parametrize("fp", ["f32"])
+def test_snapshot_restore_is_bit_exact(ti_runtime, request, fp):
+    rt = _with_fp(request, ti_runtime, fp)
+    from engine.packing import load_packing
+    from engine.rve import RVEBatch
+
+    dim = 2
+    batch = RVEBatch([load_packing(PACKINGS / SMALL[dim])], 2, dim, steps_per_increment=15, tol=0.02, cap=100)
+    deps, sig = _fields(2, rt.real())
+    deps.from_numpy(_deps(2, dim, 1).astype(rt.np_real()))
+    batch.update(deps, sig)
+    snap = batch.snapshot()
+    batch.update(deps, sig)
+    a = sig.to_numpy()
+    batch.restore(snap)
+    batch.update(deps, sig)
+    np.testing.assert_array_equal(sig.to_numpy(), a)
+
+
+def test_cap_hit_is_reported(ti_runtime, caplog):
+    from engine.packing import load_packing
+    from engine.rve import RVEBatch
+
+    batch = RVEBatch([load_packing(PACKINGS / SMALL[2])], 2, 2, steps_per_increment=10, tol=1e-12, cap=20)
+    deps, sig = _fields(2, ti_runtime.real())
+    deps.from_numpy(_deps(2, 2, 2, mag=1e-3).astype(ti_runtime.np_real()))
+    batch.update(deps, sig)
+    assert list(batch.cap_hit()) == [0, 1]
+    assert np.all(batch.steps_used == 30)
+    assert "hit the relaxation cap" in caplog.text
+    assert np.all(batch.unbalanced > 1e-12)
+
+
+def test_initial_stress_and_wave_modulus(ti_runtime):
+    from engine.packing import load_packing
+    from engine.rve import RVEBatch
+
+    p = load_packing(PACKINGS / SMALL[3])
+    batch = RVEBatch([p], 2, 3, steps_per_increment=10, tol=0.02, cap=10)
+    s0 = batch.initial_stress()
+    assert s0.shape == (2, 3, 3)
+    np.testing.assert_allclose(np.trace(s0[0]) / 3, -100e3, rtol=0.02)
+    np.testing.assert_allclose(s0[0], 0.5 * (p.stress + p.stress.T), rtol=1e-9, atol=1e-6)
+    m = batch.wave_modulus()
+    assert 1e6 < m < 600e6
+    assert "contact state restored" in batch.notes[0]
+
+
+def test_list_overflow_names_the_setting(ti_runtime):
+    from engine.packing import load_packing
+    from engine.rve import RVEBatch
+    from kernels.periodic_cell import CapacityError
+
+    with pytest.raises(CapacityError, match="max_contacts_per_particle"):
+        RVEBatch([load_packing(PACKINGS / SMALL[2])], 1, 2, 10, 0.02, 10,
+                 overrides={"max_contacts_per_particle": 2})
+
+
+def test_unknown_override_is_an_error(ti_runtime):
+    from engine.packing import load_packing
+    from engine.rve import RVEBatch
+
+    with pytest.raises(ValueError, match="unknown RVE overrides"):
+        RVEBatch([load_packing(PACKINGS / SMALL[2])], 1, 2, 10, 0.02, 10, overrides={"frction": 0.1})
