@@ -64,6 +64,7 @@ class Case:
     dt: float
     kinematics: str | None
     geometry: str
+    dt_safety: float
     mass_scaling: float | str
     gravity: tuple | None
     mesh_file: Path
@@ -213,6 +214,7 @@ def validate(data: dict, path: Path) -> Case:
     dt = run.get("dt", float, check=lambda v: v > 0, allowed="> 0 s")
     kinematics = run.get("kinematics", KINEMATICS, None)
     geometry = run.get("geometry", ("small", "updated"), "small")
+    dt_safety = run.get("dt_safety", float, 0.9, check=lambda v: 0 < v <= 1, allowed="0 < dt_safety <= 1")
     mass_scaling = run.get("mass_scaling", (float, "auto"), 1.0,
                            check=lambda v: v == "auto" or v >= 1.0, allowed='>= 1 or "auto"')
     gravity = run.get("gravity", list, None)
@@ -230,7 +232,7 @@ def validate(data: dict, path: Path) -> Case:
     resolved["mesh"] = mesh.finish()
     resolved["mesh"]["file"] = str(mesh_file)
 
-    material = _material(data.get("material", {}), where)
+    material = _material(data.get("material", {}), where, path.parent)
     resolved["material"] = material
 
     initial = _Table(data.get("initial", {}), where, "initial")
@@ -269,6 +271,7 @@ def validate(data: dict, path: Path) -> Case:
     resolved["output"] = out.finish()
 
     return Case(path=path, name=name, steps=steps, dt=dt, kinematics=kinematics, geometry=geometry,
+                dt_safety=dt_safety,
                 mass_scaling=mass_scaling, gravity=gravity, mesh_file=mesh_file, mesh_scale=scale,
                 thickness=thickness, material=material, p0=p0, damping=kind, alpha=alpha, c=c,
                 bcs=bcs, loads=loads, curves=curves, output=output, resolved=resolved,
@@ -289,26 +292,35 @@ def _array(data: dict, key: str, where: str) -> list:
     return value
 
 
-def _material(data: Any, where: str) -> dict:
-    table = _Table(data, where, "material")
+def _material(data: Any, where: str, base_dir: Path) -> dict:
+    """``[material]``: ``model``, ``density`` and the model's keys, given flat or in a sub-table named
+    after the model (``[material.csuh]``, ``[material.elastic]`` ...). Sub-tables of the models not
+    selected are kept for ``--set material.model=...`` and otherwise ignored."""
+    if not isinstance(data, dict):
+        raise CaseError(f"{where}: [material] must be a table")
+    flat = {k: v for k, v in data.items() if not (k in MODELS and isinstance(v, dict))}
+    table = _Table(flat, where, "material")
     model = table.get("model", MODELS)
     table.get("density", float, check=lambda v: v > 0, allowed="> 0 kg/m^3")
+    keys = {k: v for k, v in flat.items() if k not in ("model", "density")}
+    sub = data.get(model, {})
+    for k in set(keys) & set(sub):
+        raise CaseError(f"{where}: material.{k} is given both in [material] and [material.{model}]")
+    keys.update(sub)
+    resolved = dict(table.resolved)
     if model == "elastic":
-        table.get("E", float, check=lambda v: v > 0, allowed="> 0 Pa")
-        table.get("nu", float, check=lambda v: -1 < v < 0.5, allowed="-1 < nu < 0.5")
-        return table.finish()
+        t = _Table(keys, where, "material")
+        resolved["E"] = t.get("E", float, check=lambda v: v > 0, allowed="> 0 Pa")
+        resolved["nu"] = t.get("nu", float, check=lambda v: -1 < v < 0.5, allowed="-1 < nu < 0.5")
+        t.finish()
+        return resolved
     if model in ("csuh", "mcc", "ime"):
-        rest = {k: v for k, v in table.data.items() if k not in ("model", "density")}
+        from materials import params as material_params
+
         try:
-            from materials import params as material_params
-        except ImportError:
-            raise CaseError(f"{where}: material.model = {model!r} is not available in this build "
-                            f"(allowed: elastic)") from None
-        try:
-            params, options = material_params.resolve(model, rest, where)
+            params, options = material_params.resolve(model, keys, where, base_dir=base_dir)
         except ValueError as exc:
             raise CaseError(str(exc)) from None
-        resolved = table.resolved
         resolved.update(params=params, options=options)
         return resolved
     raise CaseError(f"{where}: material.model = {model!r} is not available in this build "

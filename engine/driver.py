@@ -185,6 +185,10 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
             if dataset is not None and step % ds_every == 0:
                 record_dataset(step)
             if step % every == 0 or step == case.steps:
+                bad = _check_stable(model, step)
+                if bad:
+                    status, message = "diverged", bad
+                    break
                 frame(step)
             if ck_every and (step % ck_every == 0 or step == case.steps):
                 _checkpoint(model, out, step)
@@ -266,6 +270,20 @@ def _read_pvd(out: Path) -> list:
         return []
     found = re.findall(r'timestep="([^"]+)"[^>]*file="([^"]+)"', path.read_text())
     return [(float(t), name) for t, name in found if (out / name).is_file()]
+
+
+def _check_stable(model: Model, step: int) -> str:
+    """A message when a stiffening material made ``run.dt`` unstable (checked at frames)."""
+    wave = model.material.wave_modulus()
+    if wave <= model.wave_modulus:
+        return ""
+    dt_now = model.dt_crit * np.sqrt(model.mass_scaling * model.wave_modulus / wave)
+    if model.case.dt <= dt_now:
+        return ""
+    need = model.mass_scaling * (model.case.dt / dt_now) ** 2
+    return (f"step {step}: the material stiffened (constrained modulus {wave:.3g} Pa, "
+            f"{wave / model.wave_modulus:.3g} x the initial) and run.dt = {model.case.dt:g} s is above the "
+            f"stable step {dt_now:.3g} s; set run.mass_scaling >= {need:.3g} or lower run.dt_safety")
 
 
 def _check_state(model: Model, step: int, values: np.ndarray) -> str:

@@ -25,6 +25,7 @@ class Model:
     kinematics: str
     dt_crit: float
     mass_scaling: float
+    wave_modulus: float
     curve_names: list
 
 
@@ -61,7 +62,7 @@ def build(case: Case) -> Model:
     nu = case.material.get("nu", case.material.get("params", {}).get("nu"))
     dt_crit = critical_time_step(mesh.points, mesh.cells, wave, density, nu, thickness)
     if case.mass_scaling == "auto":
-        scaling = max(1.0, (case.dt / (0.9 * dt_crit)) ** 2)
+        scaling = max(1.0, (case.dt / (case.dt_safety * dt_crit)) ** 2)
     else:
         scaling = case.mass_scaling
     dt_crit_scaled = dt_crit * np.sqrt(scaling)
@@ -87,7 +88,7 @@ def build(case: Case) -> Model:
     fem.set_curves(*curve_weights(case, mesh, fem))
     log.info("%s; dt_crit %.3g s, mass scaling %.3g", mesh.summary(), dt_crit, scaling)
     return Model(case=case, mesh=mesh, fem=fem, material=material, kinematics=kinematics,
-                 dt_crit=dt_crit, mass_scaling=scaling, curve_names=[c.name for c in curves])
+                 dt_crit=dt_crit, mass_scaling=scaling, wave_modulus=wave, curve_names=[c.name for c in curves])
 
 
 def _nodes(case: Case, mesh: Mesh, where: str, nodes, at) -> np.ndarray:

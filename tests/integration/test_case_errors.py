@@ -19,9 +19,13 @@ def run_cli(*args):
     ("run.steps='many'", "run.steps must be an integer"),
     ("run.steps=-1", "run.steps = -1 is out of range"),
     ("material.model='granite'", "material.model = 'granite' is not allowed (allowed:"),
-    ("material.nu=0.7", "material.nu = 0.7 is out of range (allowed: -1 < nu < 0.5)"),
+    ("material.csuh.nu=0.7", "material.nu = 0.7 must be in (-1, 0.5)"),
+    ("material.csuh.lode='round'", "material.lode"),
+    ("material.csuh.kappa='soft'", "material.kappa"),
+    ("material.csuh.E=1e6", "material.E"),            # not a CSUH parameter
     ("mesh.file='nowhere.msh'", "mesh.file:"),
     ("run.mass_scaling=1.0", "run.dt = 0.0002 s exceeds the stable time step"),
+    ("run.dt_safety=0", "run.dt_safety = 0.0 is out of range"),
     ("damping.kind='viscous'", "damping.kind = 'viscous' is not allowed (allowed: 'local' or 'mass' or 'none')"),
     ("bc.0.nodes='nowhere'", "bc[0].nodes = 'nowhere' is not a group"),
     ("load.0.facets='top'", None),   # a valid change: must not fail at validation
@@ -36,6 +40,19 @@ def test_bad_case_is_one_line_exit_2(tmp_path, override, expect):
     assert len(lines) == 1, r.stderr
     assert "Traceback" not in r.stderr
     assert str(BIAXIAL) in lines[0] and expect in lines[0], lines[0]
+
+
+def test_model_switch_and_elastic_keys(tmp_path):
+    r = run_cli(BIAXIAL, "--set", "run.steps=2", "--set", "material.model='elastic'", "--out", tmp_path / "ok")
+    assert r.returncode == 0, r.stderr
+    r = run_cli(BIAXIAL, "--set", "run.steps=2", "--set", "material.model='elastic'",
+                "--set", "material.elastic.nu=0.7", "--out", tmp_path / "r")
+    assert r.returncode == 2 and "material.nu = 0.7 is out of range (allowed: -1 < nu < 0.5)" in r.stderr
+    r = run_cli(BIAXIAL, "--set", "run.steps=2", "--set", "material.model='elastic'",
+                "--set", "material.elastic.lode='exp'", "--out", tmp_path / "r2")
+    assert r.returncode == 2 and "unknown key material.lode" in r.stderr
+    r = run_cli(BIAXIAL, "--set", "run.steps=2", "--set", "material.delta_r=0.01", "--out", tmp_path / "r3")
+    assert r.returncode == 2 and "given both in [material] and [material.csuh]" in r.stderr
 
 
 def test_unknown_section_and_missing_file(tmp_path):

@@ -112,7 +112,7 @@ def test_compare_synthetic_runs_and_refusal(tmp_path):
 def test_compare_real_runs(biaxial_run, tmp_path):
     other = tmp_path / "stiffer"
     assert engine("run", ROOT / "cases" / "biaxial.toml", "--set", "run.steps=40", "--set", "output.every=20",
-                  "--set", "output.dataset=true", "--set", "material.E=60e6", "--out", other,
+                  "--set", "output.dataset=true", "--set", "material.csuh.kappa=0.03", "--out", other,
                   "--no-progress").returncode == 0
     r = engine("compare", biaxial_run, other, "--out", tmp_path / "cmp", "--points", "0,5")
     assert r.returncode == 0, r.stderr
