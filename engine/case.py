@@ -314,6 +314,9 @@ def _material(data: Any, where: str, base_dir: Path) -> dict:
         resolved["nu"] = t.get("nu", float, check=lambda v: -1 < v < 0.5, allowed="-1 < nu < 0.5")
         t.finish()
         return resolved
+    if model == "dem":
+        resolved.update(_dem(keys, where, base_dir))
+        return resolved
     if model in ("csuh", "mcc", "ime"):
         from materials import params as material_params
 
@@ -324,7 +327,41 @@ def _material(data: Any, where: str, base_dir: Path) -> dict:
         resolved.update(params=params, options=options)
         return resolved
     raise CaseError(f"{where}: material.model = {model!r} is not available in this build "
-                    f"(allowed: elastic, csuh, mcc, ime)")
+                    f"(allowed: {', '.join(MODELS)})")
+
+
+DEM_CONTACT = {"young": "> 0 Pa", "poisson": "> 0 (ks/kn)", "friction": ">= 0 rad", "damping": "0 <= damping < 1",
+               "density": "> 0 kg/m^3 (particles)", "dt_safety": "0 < dt_safety <= 1",
+               "max_contacts_per_particle": "> 0"}
+
+
+def _dem(keys: dict, where: str, base_dir: Path) -> dict:
+    """``material.model = "dem"``: template packings, the Gauss-point call's controls, overrides."""
+    t = _Table(keys, where, "material")
+    packing = t.get("packing", (str, list))
+    files = [packing] if isinstance(packing, str) else packing
+    paths = []
+    for f in files:
+        p = (base_dir / _check(f, str, where, "material.packing[]")).resolve()
+        if not p.is_file():
+            raise CaseError(f"{where}: material.packing: {p} does not exist")
+        paths.append(str(p))
+    out = {
+        "packing": paths,
+        "steps_per_increment": t.get("steps_per_increment", int, 100, check=lambda v: v > 0, allowed="> 0"),
+        "tol": t.get("tol", float, 0.01, check=lambda v: v > 0, allowed="> 0"),
+        "cap": t.get("cap", int, 2000, check=lambda v: v >= 0, allowed=">= 0 steps"),
+        "on_cap": t.get("on_cap", ("stop", "warn"), "stop"),
+    }
+    overrides = {}
+    for key, allowed in DEM_CONTACT.items():
+        kind = int if key == "max_contacts_per_particle" else float
+        value = t.get(key, kind, None, check=lambda v: v >= 0, allowed=allowed)
+        if value is not None:
+            overrides[key] = value
+    t.finish()
+    out["overrides"] = overrides
+    return out
 
 
 def _select(t: _Table) -> tuple:

@@ -32,6 +32,7 @@ OUT_OF_PLANE = {
     "plane_strain": "eps_zz = 0 (plane strain); sigma_zz is the material's",
     "plane_stress": "sigma_zz held at its initial value by the elastic model; eps_zz is the material's",
     "3d": "full 3D tensors",
+    "disks": "eps_zz = 0; sigma_zz, sigma_xz, sigma_yz are undefined for disk RVEs and stored as NaN",
 }
 
 
@@ -39,9 +40,11 @@ class DatasetWriter:
     """Appends rows to ``dataset.h5``; reopens an existing file for a resumed run."""
 
     def __init__(self, path: Path, coords: np.ndarray, element: np.ndarray, gp: np.ndarray,
-                 attrs: dict, dtype=np.float64, resume_step: int | None = None):
+                 attrs: dict, dtype=np.float64, resume_step: int | None = None,
+                 undefined_out_of_plane: bool = False):
         import h5py
 
+        self.undefined_out_of_plane = undefined_out_of_plane
         self.path = Path(path)
         if resume_step is None:
             self.file = h5py.File(self.path, "w")
@@ -65,6 +68,10 @@ class DatasetWriter:
     def append(self, step: int, strain: np.ndarray, stress: np.ndarray) -> None:
         """Add the state after ``step``: ``strain``, ``stress`` (n_points, 3, 3)."""
         rows = self.file["step"].shape[0]
+        if self.undefined_out_of_plane:
+            stress = stress.copy()
+            stress[:, 2, :] = np.nan
+            stress[:, :, 2] = np.nan
         for name, value in (("strain", strain), ("stress", stress)):
             ds = self.file[name]
             ds.resize(rows + 1, axis=1)

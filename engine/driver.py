@@ -220,9 +220,11 @@ def _dataset_writer(case: Case, model: Model, out: Path, resume_step):
     from engine.dataset import OUT_OF_PLANE, DatasetWriter
 
     coords, element, gp = gauss_points(model)
+    disks = case.material["model"] == "dem" and model.mesh.dim == 2
     attrs = {"p0": case.p0, "kinematics": model.kinematics, "dt": case.dt, "model": case.material["model"],
-             "out_of_plane": OUT_OF_PLANE[model.kinematics], "case": json.dumps(case.resolved)}
-    return DatasetWriter(out / "dataset.h5", coords, element, gp, attrs, runtime.np_real(), resume_step)
+             "out_of_plane": OUT_OF_PLANE["disks" if disks else model.kinematics], "case": json.dumps(case.resolved)}
+    return DatasetWriter(out / "dataset.h5", coords, element, gp, attrs, runtime.np_real(), resume_step,
+                         undefined_out_of_plane=disks)
 
 
 def _checkpoint(model: Model, out: Path, step: int) -> None:
@@ -289,6 +291,16 @@ def _check_stable(model: Model, step: int) -> str:
 def _check_state(model: Model, step: int, values: np.ndarray) -> str:
     """A message when the state became invalid at ``step``, else ''."""
     fem = model.fem
+    if model.case.material["model"] == "dem":
+        hit = model.material.cap_hit()
+        if len(hit):
+            k = int(hit[0])
+            msg = (f"step {step}: {len(hit)} RVE cell(s) did not reach equilibrium within material.cap = "
+                   f"{model.case.material['cap']} relaxation steps, first at Gauss point {k} (element "
+                   f"{k // fem.ngp}, unbalanced-force ratio {model.material.unbalanced[k]:.3g} > material.tol)")
+            if model.case.material["on_cap"] == "stop":
+                return msg + "; raise material.cap or material.steps_per_increment, or set material.on_cap = 'warn'"
+            log.warning("%s", msg)
     if fem.inverted[None] > 0:
         return f"step {step}: {fem.inverted[None]} Gauss point(s) with an inverted element (det F <= 0)"
     if fem.nonfinite[None] > 0 or not np.all(np.isfinite(values)):

@@ -5,6 +5,7 @@ Everything here runs once at set-up (numpy, vectorised); the step loop is in ``e
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,7 @@ class Model:
     curve_names: list
 
 
-def make_material(case: Case, n_points: int, kinematics: str):
+def make_material(case: Case, n_points: int, kinematics: str, dim: int):
     """The Gauss-point material batch named by ``material.model`` (registry, bound once)."""
     m = case.material
     if m["model"] == "elastic":
@@ -40,6 +41,19 @@ def make_material(case: Case, n_points: int, kinematics: str):
         from kernels.stress_point import make_material_batch
 
         return make_material_batch(m["model"], n_points, case.p0, m["params"], **m["options"])
+    if m["model"] == "dem":
+        from engine.packing import PackingError, load_packing
+        from engine.rve import RVEBatch
+
+        try:
+            packings = [load_packing(p) for p in m["packing"]]
+            batch = RVEBatch(packings, n_points, dim, m["steps_per_increment"], m["tol"], m["cap"],
+                             {**m["overrides"], "p0": case.p0 or 100e3})
+        except (PackingError, ValueError) as exc:
+            raise CaseError(f"{case.where('material.packing')}: {exc}") from None
+        for note in batch.notes:            # restored contact state, or re-consolidated: say which
+            sys.stderr.write(f"note: {note}\n")
+        return batch
     raise CaseError(f"{case.where('material.model')} = {m['model']!r} is not available")
 
 
@@ -55,7 +69,7 @@ def build(case: Case) -> Model:
                         f"(allowed: {'3d' if mesh.dim == 3 else 'plane_strain, plane_stress'})")
     thickness = case.thickness if mesh.dim == 2 else 1.0
     ngp = 1 if mesh.dim == 2 else 8
-    material = make_material(case, mesh.n_elem * ngp, kinematics)
+    material = make_material(case, mesh.n_elem * ngp, kinematics, mesh.dim)
 
     density = case.material["density"]
     wave = material.wave_modulus()

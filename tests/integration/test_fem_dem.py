@@ -1,0 +1,85 @@
+"""FEM-DEM coupling: DEM cells at the Gauss points, datasets, consistency with `engine rve strain`,
+cap handling and resume."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.dataset import read_dataset
+
+ROOT = Path(__file__).parents[2]
+CASE = ROOT / "cases" / "verification" / "fem_dem_small.toml"
+PACKING = ROOT / "assets" / "packings" / "disks64_100kPa.npz"
+
+
+def engine(*args):
+    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def dem_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fd") / "run"
+    r = engine("run", CASE, "--set", "run.steps=8", "--set", "output.checkpoint_every=4", "--out", out,
+               "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "note: template 0: contact state restored" in r.stderr
+    return out
+
+
+def test_dem_run_records_in_plane_dataset(dem_run):
+    d = read_dataset(dem_run / "dataset.h5")
+    assert d["stress"].shape == (24, 9, 3, 3) and d["attrs"]["model"] == "dem"
+    assert np.isnan(d["stress"][:, :, 2, 2]).all() and np.isnan(d["stress"][:, :, 0, 2]).all()
+    s0 = d["stress"][:, 0, :2, :2]
+    assert np.allclose(np.trace(s0, axis1=1, axis2=2) / 2, -100e3, rtol=0.05)   # consolidated at 100 kPa
+    assert d["stress"][:, -1, 1, 1].mean() < d["stress"][:, 0, 1, 1].mean() - 1e3   # compressed vertically
+
+
+def test_gauss_point_history_equals_rve_strain(dem_run, tmp_path):
+    """A Gauss point's recorded stresses are what `engine rve strain` gives on its packing along its
+    recorded strain path alone."""
+    d = read_dataset(dem_run / "dataset.h5")
+    k = 7
+    path = tmp_path / "strain.npy"
+    np.save(path, d["strain"][k:k + 1, 1:])
+    out = tmp_path / "stress.npy"
+    r = engine("rve", "strain", "--packing", PACKING, "--strain", path, "--steps-per-increment", 20,
+               "--tol", 0.05, "--cap", 500, "--out", out)
+    assert r.returncode == 0, r.stderr
+    alone = np.load(out)[0, :, :2, :2]
+    recorded = d["stress"][k, 1:, :2, :2]
+    assert np.abs(alone - recorded).max() < 1e-6 * 100e3
+
+
+def test_resume_dem_bit_for_bit(dem_run, tmp_path):
+    part = tmp_path / "part"
+    assert engine("run", CASE, "--set", "run.steps=6", "--set", "output.checkpoint_every=4", "--out", part,
+                  "--no-progress").returncode == 0
+    r = engine("run", "--resume", part, "--set", "run.steps=8", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert (part / "curves.csv").read_bytes() == (dem_run / "curves.csv").read_bytes()
+    a, b = read_dataset(part / "dataset.h5"), read_dataset(dem_run / "dataset.h5")
+    np.testing.assert_array_equal(a["stress"], b["stress"])
+
+
+def test_cap_stops_the_run_naming_the_gauss_point(tmp_path):
+    out = tmp_path / "r"
+    r = engine("run", CASE, "--set", "run.steps=5", "--set", "material.dem.tol=1e-9", "--set", "material.dem.cap=10",
+               "--out", out, "--no-progress")
+    assert r.returncode == 3, r.stderr
+    assert "did not reach equilibrium within material.cap = 10" in r.stderr and "Gauss point" in r.stderr
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "diverged" and info["steps_done"] == 0
+    r = engine("run", CASE, "--set", "run.steps=2", "--set", "material.dem.tol=1e-9", "--set", "material.dem.cap=10",
+               "--set", "material.dem.on_cap='warn'", "--out", tmp_path / "w", "--no-progress")
+    assert r.returncode == 0 and "did not reach equilibrium" in r.stderr
+
+
+def test_bad_dem_keys(tmp_path):
+    r = engine("run", CASE, "--set", "material.dem.packing='none.npz'", "--out", tmp_path / "a")
+    assert r.returncode == 2 and "material.packing" in r.stderr and "does not exist" in r.stderr
+    r = engine("run", CASE, "--set", "material.dem.stiffness=3", "--out", tmp_path / "b")
+    assert r.returncode == 2 and "unknown key material.stiffness" in r.stderr
