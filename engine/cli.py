@@ -210,7 +210,8 @@ def _register_optional():
     """Commands contributed by other modules (element tests, RVEs, ...)."""
     import importlib
 
-    for module, name in (("engine.element_cli", "element"), ("engine.rve_cli", "rve")):
+    for module, name in (("engine.element_cli", "element"), ("engine.rve_cli", "rve"),
+                         ("engine.calibrate_cli", "calibrate")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
