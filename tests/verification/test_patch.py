@@ -81,3 +81,59 @@ def test_updated_lagrangian_accumulates_logarithmic_strain(ti_runtime, tmp_path)
     expected = sum(h / (1 + k * h) for k in range(1, 501))
     np.testing.assert_allclose(exx, expected, rtol=1e-12)
     assert abs(expected - np.log(1.5)) < 5e-4 * np.log(1.5)
+
+
+def test_plane_stress_patch_is_exact(ti_runtime):
+    """Plane stress: in-plane stresses follow E/(1-nu^2), sigma_zz stays 0, eps_zz is the Poisson one."""
+    case = load_case(CASES / "patch2d.toml", ["run.kinematics='plane_stress'"])
+    model = build(case)
+    fem, mesh = model.fem, model.mesh
+    G = np.array([[1e-3, 2e-4], [-3e-4, -4e-4]])
+    fem.du.from_numpy(mesh.points @ G.T)
+    fem.u.from_numpy(mesh.points @ G.T)
+    fem.stress.from_numpy(np.zeros((fem.n_gp, 3, 3)))
+    fem.strain_increment()
+    model.material.update(fem.deps, fem.stress)
+    E, nu = 1e6, 0.25
+    e = 0.5 * (G + G.T)
+    sxx = E / (1 - nu**2) * (e[0, 0] + nu * e[1, 1])
+    syy = E / (1 - nu**2) * (e[1, 1] + nu * e[0, 0])
+    s = fem.stress.to_numpy()
+    np.testing.assert_allclose(s[:, 0, 0], sxx, rtol=1e-12)
+    np.testing.assert_allclose(s[:, 1, 1], syy, rtol=1e-12)
+    np.testing.assert_allclose(s[:, 0, 1], E / (1 + nu) * e[0, 1], rtol=1e-12)
+    assert np.abs(s[:, 2, 2]).max() < 1e-9 * abs(sxx)
+    np.testing.assert_allclose(fem.deps.to_numpy()[:, 2, 2], -nu / (1 - nu) * (e[0, 0] + e[1, 1]), rtol=1e-12)
+
+
+def test_mass_damping_also_relaxes(ti_runtime, tmp_path):
+    case = load_case(CASES / "patch2d.toml", ["damping.kind='mass'", "damping.c=40.0", "run.steps=3000"])
+    run(case, tmp_path / "run", progress=False)
+    last = meshio.read(tmp_path / "run" / f"vtk/frame_{case.steps:07d}.vtu")
+    L = np.array(case.bcs[0].velocity_gradient)
+    eps = 0.5 * (L + L.T) * case.bcs[0].until
+    strain = last.cell_data["strain"][0].reshape(-1, 3, 3)[:, :2, :2]
+    assert np.abs(strain - eps).max() < 1e-6 * np.abs(eps).max()
+
+
+def test_gravity_column_weight_and_stress(ti_runtime, tmp_path):
+    """A laterally confined elastic column under its own weight: the base reaction equals the weight
+    (equilibrium) and sigma_yy at mid-height is -rho g H / 2 (uniaxial strain)."""
+    rho, g, H = 2000.0, 9.81, 0.1
+    case = load_case(CASES / "patch2d.toml", [
+        "mesh.file='../../assets/meshes/biaxial.msh'", "run.gravity=[0.0, -9.81]", "run.steps=6000",
+        "run.dt=2e-4", "material.density=2000.0", "material.E=1e5", "material.nu=0.3",
+        "bc=[{nodes='bottom', fix=['x', 'y']}, {nodes=['left', 'right'], fix=['x']}]", "output.every=6000",
+        "curve=[{name='base', quantity='reaction', nodes='bottom', component='y'}]"])
+    run(case, tmp_path / "run", progress=False)
+    from engine.recorders import read_curves
+
+    base = read_curves(tmp_path / "run" / "curves.csv")["base"][-1]
+    weight = rho * g * 0.05 * H * 1.0
+    assert base == pytest.approx(weight, rel=1e-6)
+    last = meshio.read(tmp_path / "run" / "vtk/frame_0006000.vtu")
+    tri = last.cells_dict["triangle"]
+    yc = last.points[tri][:, :, 1].mean(axis=1)
+    syy = last.cell_data["stress"][0].reshape(-1, 3, 3)[:, 1, 1]
+    exact = -rho * g * (H - yc)
+    assert np.sqrt(np.mean((syy - exact) ** 2)) < 0.03 * rho * g * H
