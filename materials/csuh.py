@@ -7,7 +7,8 @@ quantities ``p_s``, ``c_p``, ``k_f``, ``r``, ``k``, ``rho`` and the run constant
 import taichi as ti
 
 from materials import lode as _lode
-from materials.csuh_integrator import (I_P0, I_PMIN, I_QTOL, eye3, invariants, q_domega, unit_nq)
+from materials.csuh_integrator import (I_P0, I_PMIN, I_QTOL, camclay_moduli, eye3, invariants, q_domega,
+                                      unit_nq)
 from materials.params import PARAM_NAMES
 
 LODE_FORMS = ("exp", "two-anchor", "ts", "none")
@@ -79,10 +80,7 @@ class CSUH:
 
     @ti.func
     def elastic(self, sig, st, C):
-        ph = ti.max(sig.trace() / 3.0, C[I_PMIN])
-        K = (1.0 + st[0]) * ph / C[_K]
-        G = 1.5 * K * (1.0 - 2.0 * C[_NU]) / (1.0 + C[_NU])
-        return K, G
+        return camclay_moduli(sig, st[0], C[_K], C[_NU], C[I_PMIN])
 
     @ti.func
     def wave(self, sig, st, C):

@@ -127,3 +127,13 @@ def substep_count(de, eps_ref, linear, n_sub, t_max):
     T = ti.select(n_sub > 0, n_sub, T)
     clipped = clipped & (n_sub <= 0)
     return T, clipped
+
+
+@ti.func
+def camclay_moduli(sig, e, kappa, nu, p_min):
+    """Bulk and shear moduli of Cam-clay hypoelasticity (CSUH and MCC, spec section 3), kPa:
+    K = (1 + e) max(p, p_min) / kappa, G = 3 K (1 - 2 nu) / (2 (1 + nu)); ``sig`` compression positive."""
+    ph = ti.max(sig.trace() / 3.0, p_min)
+    K = (1.0 + e) * ph / kappa
+    G = 1.5 * K * (1.0 - 2.0 * nu) / (1.0 + nu)
+    return K, G

@@ -7,7 +7,7 @@ state ``st = (e, H)`` with ``dH = d eps_v^p``. Initial size ``p_x0``: option ``m
 import taichi as ti
 
 from materials.csuh import A_DELTA, A_P0, A_PMIN, A_QTOL
-from materials.csuh_integrator import I_P0, I_PMIN, I_QTOL, eye3, invariants, unit_nq
+from materials.csuh_integrator import I_P0, I_PMIN, I_QTOL, camclay_moduli, eye3, invariants, unit_nq
 from materials.params import PARAM_NAMES
 
 _K, _L, _N, _NU, _E0, _M, _CP, _PX0 = range(4, 12)
@@ -45,10 +45,7 @@ class MCC:
 
     @ti.func
     def elastic(self, sig, st, C):
-        ph = ti.max(sig.trace() / 3.0, C[I_PMIN])
-        K = (1.0 + st[0]) * ph / C[_K]
-        G = 1.5 * K * (1.0 - 2.0 * C[_NU]) / (1.0 + C[_NU])
-        return K, G
+        return camclay_moduli(sig, st[0], C[_K], C[_NU], C[I_PMIN])
 
     @ti.func
     def wave(self, sig, st, C):

@@ -2,36 +2,12 @@
 import numpy as np
 import pytest
 
-
-
-def _grad(model, strain, **kw):
-    import taichi as ti
-
-    from engine import runtime
-    from kernels.stress_point import gradient_check
-
-    if runtime.real() != ti.f64:
-        pytest.skip("gradient checks need --fp f64")
-    path, results = gradient_check(model, strain, seed=3, **kw)
-    pvals = np.abs([path.param_values[k] for k in path.param_names])
-    for delta, g, fd in results:
-        a, f = g * pvals, fd * pvals                 # d loss / d ln(parameter)
-        scale = np.abs(f).max()
-        assert np.isfinite(a).all() and scale > 0
-        for name, x, y in zip(path.param_names, a, f):
-            assert abs(x - y) <= 1e-4 * abs(y) + 1e-6 * scale, (model, kw, delta, name, x, y)
-    return path
-
-
-def _paths(*a, **k):
-    from kernels.stress_point import random_strain_paths
-
-    return random_strain_paths(*a, **k)
+from gradients import check_gradients, paths
 
 
 def test_ime_gradients(ti_runtime):
-    strain = _paths(3, 24, 1.5e-3, seed=7)
-    path = _grad("ime", strain, n_sub=1)
+    strain = paths(3, 24, 1.5e-3, seed=7)
+    path = check_gradients("ime", strain, n_sub=1)
     st = path.states()
     assert st["eps_s"].max() > 0          # the path yields
 
