@@ -38,6 +38,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--generations", type=int, default=150)
     ap.add_argument("--lr", type=float, default=0.02)
+    ap.add_argument("--lr-final", type=float, default=None, help="Adam learning rate at the last epoch")
     ap.add_argument("--target", type=float, default=None, help="misfit both must reach (default 1e-4)")
     ap.add_argument("--long", action="store_true",
                     help="instead: time and peak memory of one forward and one gradient on --points x --steps "
@@ -59,7 +60,8 @@ def main():
            "taichi": ".".join(map(str, ti.__version__))}
     runs = {}
     for name, n in (("adam", args.epochs), ("cmaes", args.generations)):
-        cal = Calibration(data, START, Settings(epochs=n, lr=args.lr, optimizer=name, split=(0.8, 0.2, 0.0),
+        cal = Calibration(data, START, Settings(epochs=n, lr=args.lr, lr_final=args.lr_final, optimizer=name,
+                                                split=(0.8, 0.2, 0.0),
                                                 options=opts))
         cal.eval_misfit(cal.phi0.numpy(), cal.train)               # compile outside the timing
         if name == "adam":

@@ -31,6 +31,7 @@ class Settings:
     model: str = "csuh"
     epochs: int = 100
     lr: float = 0.01
+    lr_final: float | None = None      # learning rate at the last epoch (exponential decay); None: constant
     gamma_max: float = 0.1
     gamma_min: float = 0.01
     split: tuple = (0.8, 0.1, 0.1)
@@ -173,6 +174,8 @@ class Calibration:
     def _adam(self, bar) -> None:
         W = torch.ones(len(self.names), dtype=torch.float64, requires_grad=True)
         opt = torch.optim.Adam([W], lr=self.s.lr)
+        final = self.s.lr_final or self.s.lr
+        decay = torch.optim.lr_scheduler.ExponentialLR(opt, (final / self.s.lr) ** (1.0 / max(self.s.epochs - 1, 1)))
         rng = np.random.default_rng(self.s.seed + 1)
         for epoch in range(self.s.epochs):
             gamma = gamma_schedule(epoch, self.s.epochs, self.s.gamma_max, self.s.gamma_min)
@@ -185,6 +188,7 @@ class Calibration:
                 opt.step()
                 losses.append(m.item() * len(points))
                 pens.append(pen.item())
+            decay.step()
             train = sum(losses) / len(self.train)
             val = self._record(epoch, phi_epoch, train, gamma, pens[0])
             bar.set_postfix(train=f"{train:.4g}", val=f"{val:.4g}")

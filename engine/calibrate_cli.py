@@ -20,6 +20,8 @@ def _fail(message: str):
 @click.option("--model", type=click.Choice(["csuh", "mcc", "ime"]), default="csuh", show_default=True)
 @click.option("--epochs", type=int, default=100, show_default=True, help="Epochs (CMA-ES: generations).")
 @click.option("--lr", type=float, default=0.01, show_default=True, help="Adam learning rate on the weights W.")
+@click.option("--lr-final", type=float, default=None,
+              help="Learning rate at the last epoch (exponential decay from --lr); default: constant --lr.")
 @click.option("--delta-r", type=float, default=None, help="Soft gate width (default 0.03; 0 disables).")
 @click.option("--lode", type=click.Choice(["exp", "two-anchor", "ts"]), default=None,
               help="CSUH Lode-angle treatment (default exp).")
@@ -42,7 +44,7 @@ def _fail(message: str):
 @click.option("--arch", type=click.Choice(ARCHS), default="cpu", show_default=True)
 @click.option("--fp", type=click.Choice(PRECISIONS), default="f64", show_default=True)
 @click.option("--progress/--no-progress", default=True)
-def calibrate(data_path, model, epochs, lr, delta_r, lode, scheme, gamma_max, gamma_min, penalty, split, seed,
+def calibrate(data_path, model, epochs, lr, lr_final, delta_r, lode, scheme, gamma_max, gamma_min, penalty, split, seed,
               init, sets, optimizer, batch_points, stride, max_points, chunk_points, out, arch, fp, progress):
     """Calibrate MODEL's parameters on recorded stress-strain histories (Adam or CMA-ES)."""
     from materials import params as material_params
@@ -105,7 +107,7 @@ def calibrate(data_path, model, epochs, lr, delta_r, lode, scheme, gamma_max, ga
 
     try:
         data = prepare_data(raw, stride)
-        settings = Settings(model=model, epochs=epochs, lr=lr, gamma_max=gamma_max, gamma_min=gamma_min,
+        settings = Settings(model=model, epochs=epochs, lr=lr, lr_final=lr_final, gamma_max=gamma_max, gamma_min=gamma_min,
                             split=fractions, seed=seed, optimizer=optimizer, penalty=penalty,
                             batch_points=batch_points, chunk_points=chunk_points, stride=stride, options=options)
         cal = Calibration(data, start, settings)

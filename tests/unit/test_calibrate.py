@@ -115,11 +115,13 @@ def test_calibrate_cli_and_params_file_used_by_a_case(tmp_path):
     for opt in ("adam", "cmaes"):
         out = tmp_path / opt
         r = subprocess.run([sys.executable, "-m", "engine.cli", "calibrate", "--data", tmp_path / "d.npz",
-                            "--epochs", "2", "--optimizer", opt, "--out", out, "--no-progress",
+                            "--epochs", "3", "--optimizer", opt, "--out", out, "--no-progress", "--lr-final", "0.001",
                             "--split", "0.5,0.25,0.25"], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         for f in ("params.toml", "history.csv", "summary.json", "loss.png", "params.png"):
             assert (out / f).is_file(), (opt, f)
+        rows = (out / "history.csv").read_text().strip().splitlines()
+        assert len(rows) == 4 and rows[0].startswith("epoch,train_loss,val_loss,penalty,gamma")
     r = subprocess.run([sys.executable, "-m", "engine.cli", "run", ROOT / "cases" / "biaxial.toml",
                         "--set", "run.steps=2", "--set", f"material.csuh.params='{tmp_path / 'adam' / 'params.toml'}'",
                         "--out", tmp_path / "run", "--no-progress"], capture_output=True, text=True)
