@@ -62,6 +62,12 @@ def _group(dim: int, tags, name: str) -> None:
     gmsh.model.addPhysicalGroup(dim, list(tags), name=name)
 
 
+def _boundary_groups(**tags) -> None:
+    """One physical line group per keyword (name=line tag)."""
+    for name, tag in tags.items():
+        _group(1, [tag], name)
+
+
 def _polygon(corners, sizes):
     """Closed polygon in z=0 (counter-clockwise corners). Returns (line tags, surface tag)."""
     geo = gmsh.model.geo
@@ -107,11 +113,7 @@ def strip_footing(out: Path) -> None:
     )
     gmsh.model.geo.synchronize()
     bottom, right, top, footing, left = lines
-    _group(1, [footing], "footing")
-    _group(1, [top], "top")
-    _group(1, [bottom], "bottom")
-    _group(1, [left], "left")
-    _group(1, [right], "right")
+    _boundary_groups(footing=footing, top=top, bottom=bottom, left=left, right=right)
     _group(2, [surf], "domain")
     _finish(out, "strip_footing", 2)
 
@@ -123,10 +125,7 @@ def biaxial(out: Path) -> None:
     lines, surf = _polygon([(0, 0), (W, 0), (W, H), (0, H)], [h] * 4)
     gmsh.model.geo.synchronize()
     bottom, right, top, left = lines
-    _group(1, [bottom], "bottom")
-    _group(1, [top], "top")
-    _group(1, [left], "left")
-    _group(1, [right], "right")
+    _boundary_groups(bottom=bottom, top=top, left=left, right=right)
     _group(2, [surf], "domain")
     _finish(out, "biaxial", 2)
 
@@ -139,11 +138,7 @@ def retaining_wall(out: Path) -> None:
     lines, surf = _polygon([(0, 0), (W, 0), (W, y_wall), (W, H), (0, H)], [h] * 5)
     gmsh.model.geo.synchronize()
     bottom, right_fixed, wall, top, left = lines
-    _group(1, [wall], "wall")
-    _group(1, [right_fixed], "right_fixed")
-    _group(1, [bottom], "bottom")
-    _group(1, [left], "left")
-    _group(1, [top], "top")
+    _boundary_groups(wall=wall, right_fixed=right_fixed, bottom=bottom, left=left, top=top)
     _group(2, [surf], "domain")
     _finish(out, "retaining_wall", 2)
 
@@ -214,10 +209,7 @@ def patch2d(out: Path) -> None:
     gmsh.model.geo.synchronize()
     gmsh.model.mesh.embed(0, [p], 2, surf)
     bottom, right, top, left = lines
-    _group(1, [bottom], "bottom")
-    _group(1, [top], "top")
-    _group(1, [left], "left")
-    _group(1, [right], "right")
+    _boundary_groups(bottom=bottom, top=top, left=left, right=right)
     _group(2, [surf], "domain")
     _finish(out, "patch2d", 2)
 
