@@ -291,16 +291,10 @@ def _check_stable(model: Model, step: int) -> str:
 def _check_state(model: Model, step: int, values: np.ndarray) -> str:
     """A message when the state became invalid at ``step``, else ''."""
     fem = model.fem
-    if model.case.material["model"] == "dem":
-        hit = model.material.cap_hit()
-        if len(hit):
-            k = int(hit[0])
-            msg = (f"step {step}: {len(hit)} RVE cell(s) did not reach equilibrium within material.cap = "
-                   f"{model.case.material['cap']} relaxation steps, first at Gauss point {k} (element "
-                   f"{k // fem.ngp}, unbalanced-force ratio {model.material.unbalanced[k]:.3g} > material.tol)")
-            if model.case.material["on_cap"] == "stop":
-                return msg + "; raise material.cap or material.steps_per_increment, or set material.on_cap = 'warn'"
-            log.warning("%s", msg)
+    if model.material_check is not None:
+        msg = model.material_check(step)
+        if msg:
+            return msg
     if fem.inverted[None] > 0:
         return f"step {step}: {fem.inverted[None]} Gauss point(s) with an inverted element (det F <= 0)"
     if fem.nonfinite[None] > 0 or not np.all(np.isfinite(values)):

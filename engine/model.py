@@ -28,6 +28,7 @@ class Model:
     mass_scaling: float
     wave_modulus: float
     curve_names: list
+    material_check: object = None      # step -> message when the material failed, '' otherwise
 
 
 def make_material(case: Case, n_points: int, kinematics: str, dim: int):
@@ -102,7 +103,28 @@ def build(case: Case) -> Model:
     fem.set_curves(*curve_weights(case, mesh, fem))
     log.info("%s; dt_crit %.3g s, mass scaling %.3g", mesh.summary(), dt_crit, scaling)
     return Model(case=case, mesh=mesh, fem=fem, material=material, kinematics=kinematics,
-                 dt_crit=dt_crit, mass_scaling=scaling, wave_modulus=wave, curve_names=[c.name for c in curves])
+                 dt_crit=dt_crit, mass_scaling=scaling, wave_modulus=wave, curve_names=[c.name for c in curves],
+                 material_check=_cap_check(case, material, ngp) if case.material["model"] == "dem" else None)
+
+
+def _cap_check(case: Case, cells, ngp: int):
+    """The DEM cells' check after each step: cells that hit the relaxation cap stop the run
+    (``material.on_cap = "stop"``) or are reported (``"warn"``)."""
+    stop = case.material["on_cap"] == "stop"
+
+    def check(step: int) -> str:
+        hit = cells.cap_hit()
+        if not len(hit):
+            return ""
+        k = int(hit[0])
+        msg = (f"step {step}: {len(hit)} RVE cell(s) did not reach equilibrium within material.cap = "
+               f"{case.material['cap']} relaxation steps, first at Gauss point {k} (element {k // ngp}, "
+               f"unbalanced-force ratio {cells.unbalanced[k]:.3g} > material.tol)")
+        if stop:
+            return msg + "; raise material.cap or material.steps_per_increment, or set material.on_cap = 'warn'"
+        log.warning("%s", msg)
+        return ""
+    return check
 
 
 def _nodes(case: Case, mesh: Mesh, where: str, nodes, at) -> np.ndarray:
