@@ -196,7 +196,7 @@ class RVEBatch:
     def _set_L(self, deps: ti.template(), n: ti.i32):
         for c in range(self.cells.n_cells):
             for a, b in ti.static(ti.ndrange(self.dim, self.dim)):
-                self.cells.L[c][a, b] = ti.cast(0.5 * (deps[c][a, b] + deps[c][b, a]), self.cells.real) / (n * self.cells.dt[c])
+                self.cells.L[c][a, b] = ti.cast(deps[c][a, b], self.cells.real) / (n * self.cells.dt[c])
 
     @ti.kernel
     def _settle(self, tol: ti.f64) -> ti.i32:
@@ -219,7 +219,12 @@ class RVEBatch:
             stress[c] = s
 
     def update(self, deps, stress) -> None:
-        """Apply ``deps`` (ti.Matrix.field(3, 3), tension positive) and write the stress (Pa)."""
+        """Apply ``deps`` (ti.Matrix.field(3, 3), tension positive) and write the stress (Pa).
+
+        ``deps`` is a displacement-gradient increment: its symmetric part is the strain increment,
+        its skew part a rotation (the FEM passes symmetric increments). In 2D only the in-plane
+        block is used.
+        """
         cells = self.cells
         cells.active.fill(1)
         cells.steps.fill(0)
@@ -287,90 +292,141 @@ class RVEBatch:
         return float(np.mean((mass * valid).sum(axis=1) / vol))
 
 
-def strain_history(batch: RVEBatch, strains: np.ndarray, progress=None) -> np.ndarray:
-    """Drive ``batch`` along strain histories ``strains`` (n_cells, n_steps, 3, 3), tension positive.
+def p_q(stress: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean stress ``p`` and deviator ``q`` (Pa, compression positive) of stresses (..., dim, dim).
 
-    Returns the stresses (n_cells, n_steps, 3, 3) in Pa, tension positive; strains are total
-    strains from the initial state, increments are their differences.
+    Stresses are tension positive; their symmetric part is used. ``p = -tr(sigma) / dim`` (2D: the
+    in-plane mean). ``q``: 3D ``sqrt(3 J2)`` (= sigma_a - sigma_r in a triaxial test); 2D the
+    difference of the in-plane principal stresses, ``sqrt((s11 - s22)^2 + 4 s12^2)``.
     """
-    n_cells, n_steps = strains.shape[:2]
-    if n_cells != batch.n_cells:
-        raise ValueError(f"strain histories for {n_cells} cells, batch has {batch.n_cells}")
+    s = 0.5 * (stress + np.swapaxes(stress, -1, -2))
+    p = -np.trace(s, axis1=-2, axis2=-1) / dim
+    if dim == 2:
+        q = np.sqrt((s[..., 0, 0] - s[..., 1, 1]) ** 2 + 4.0 * s[..., 0, 1] ** 2)
+    else:
+        dev = s + p[..., None, None] * np.eye(3)
+        q = np.sqrt(1.5 * (dev**2).sum(axis=(-2, -1)))
+    return p, q
+
+
+def drive_increments(batch: RVEBatch, incs: np.ndarray, progress=None) -> dict:
+    """Drive ``batch`` by displacement-gradient increments ``incs`` (n_cells, n_inc, dim, dim).
+
+    Tension positive; the symmetric part of an increment is the strain increment, its skew part a
+    rotation. Each increment is one :meth:`RVEBatch.update`. Returns ``stress`` (n_cells, n_inc,
+    dim, dim; symmetric Love-Weber stress after each increment, Pa, tension positive),
+    ``unbalanced`` and ``steps`` (n_cells, n_inc) and ``capped`` (n_cells, n_inc; bool).
+    """
+    n_cells, n_inc = incs.shape[:2]
+    dim = batch.dim
+    if n_cells != batch.n_cells or incs.shape[2:] != (dim, dim):
+        raise ValueError(f"increments of shape {incs.shape}, batch needs ({batch.n_cells}, n, {dim}, {dim})")
     real = runtime.real()
     deps = ti.Matrix.field(3, 3, real, shape=n_cells)
     sig = ti.Matrix.field(3, 3, real, shape=n_cells)
-    out = np.zeros((n_cells, n_steps, 3, 3))
-    prev = np.zeros((n_cells, 3, 3))
-    cap_hits = 0
-    for t in range(n_steps):
-        deps.from_numpy((strains[:, t] - prev).astype(runtime.np_real()))
-        prev = strains[:, t]
+    out = {"stress": np.zeros((n_cells, n_inc, dim, dim)), "unbalanced": np.zeros((n_cells, n_inc)),
+           "steps": np.zeros((n_cells, n_inc), np.int64), "capped": np.zeros((n_cells, n_inc), bool)}
+    d3 = np.zeros((n_cells, 3, 3), runtime.np_real())
+    for t in range(n_inc):
+        d3[:, :dim, :dim] = incs[:, t]
+        deps.from_numpy(d3)
         batch.update(deps, sig)
-        out[:, t] = sig.to_numpy()
-        cap_hits += len(batch.cap_hit())
+        out["stress"][:, t] = sig.to_numpy()[:, :dim, :dim]
+        out["unbalanced"][:, t] = batch.unbalanced
+        out["steps"][:, t] = batch.steps_used
+        out["capped"][batch.cap_hit(), t] = True
         if progress is not None:
             progress(t)
-    if cap_hits:
-        log.warning("relaxation cap hit %d times (cell-increments) along the strain histories", cap_hits)
+    hits = int(out["capped"].sum())
+    if hits:
+        log.warning("relaxation cap hit %d times (cell-increments) along the paths", hits)
     return out
 
 
-def triaxial(packing: Packing, axial_strain: float, rate: float, p0: float, copies: int = 1,
+def strain_history(batch: RVEBatch, strains: np.ndarray, progress=None) -> np.ndarray:
+    """Drive ``batch`` along total strain histories ``strains`` (n_cells, n_steps, 3, 3).
+
+    Tension positive, from the initial state; increments are their differences. Returns the
+    stresses (n_cells, n_steps, 3, 3) in Pa, tension positive (2D: zero out of plane).
+    """
+    dim = batch.dim
+    e = strains[:, :, :dim, :dim]
+    incs = np.diff(e, axis=1, prepend=np.zeros_like(e[:, :1]))
+    return _sym3_path(drive_increments(batch, incs, progress)["stress"])
+
+
+def _sym3_path(sig: np.ndarray) -> np.ndarray:
+    """(n, t, dim, dim) -> (n, t, 3, 3) with zeros out of plane."""
+    n, t, dim = sig.shape[:3]
+    out = np.zeros((n, t, 3, 3))
+    out[:, :, :dim, :dim] = sig
+    return out
+
+
+def triaxial(packings: list[Packing], axial_strain: float, rate: float, p0: float, copies: int = 1,
              n_out: int = 200, kappa: float = 0.1, servo_every: int = 5, max_rate: float = 1e-3,
              progress=None) -> dict:
-    """Drained biaxial (2D) / triaxial (3D) compression of the RVE along its last axis.
+    """Drained biaxial (2D) / triaxial (3D) compression of RVE cells along their last axis.
 
-    The axial strain rate ``rate`` (1/s, compression) is prescribed on the last axis; the other
-    axes are stress-servoed to ``-p0`` (Pa) and shear stresses to zero by a PI servo whose gain is
-    ``kappa p0 / M`` (strain per step per relative error; ``M`` the cells' Voigt modulus), updated
-    every ``servo_every`` steps, integral gain a tenth of that. ``copies`` identical cells
-    run in one batch (their results must agree; the largest difference is returned).
-    Returns a dict of arrays: ``eps_a`` (axial, compression positive), ``eps_v`` (volumetric,
-    compression positive), ``p`` and ``q`` (Pa, compression positive; ``q = sigma_a - sigma_r``
-    with ``sigma_r`` the mean lateral stress), ``stress`` (n, dim, dim, tension positive) and
-    ``copy_spread`` (largest |difference| between copies, Pa).
+    ``copies`` cells are made of each packing (cell ``c`` uses ``packings[c % len(packings)]``),
+    all in one batch. The axial strain rate ``rate`` (1/s, compression) is prescribed on the last
+    axis; the other axes are stress-servoed to ``-p0`` (Pa) and shear stresses to zero by a PI
+    servo whose gain is ``kappa p0 / M`` (strain per step per relative error; ``M`` the cells'
+    Voigt modulus), updated every ``servo_every`` steps, integral gain a tenth of that. Each cell
+    runs with its own time step and stops when its axial strain reaches ``axial_strain``.
+
+    Returns ``cells``: one dict per cell of arrays ``eps_a`` (axial, compression positive),
+    ``eps_v`` (volumetric, compression positive), ``p`` and ``q`` (Pa, compression positive, see
+    :func:`p_q`), ``stress`` (n, dim, dim, tension positive, symmetric); ``copy_spread`` (largest
+    |stress difference| between copies of the same packing at the same output, Pa), ``notes``,
+    ``steps`` (most steps of a cell) and ``dt`` (per cell).
     """
-    packs, notes = prepare_templates([packing], p0)
-    cells = cells_from_packings(packs, copies)
-    dim = packing.dim
+    packs, notes = prepare_templates(list(packings), p0)
+    nt = len(packs)
+    n = nt * copies
+    cells = cells_from_packings(packs, n)
+    dim = packs[0].dim
     ax = dim - 1
     npr = runtime.np_real()
-    target = np.broadcast_to(-p0 * np.eye(dim), (copies, dim, dim)).copy()
-    mask = np.ones((copies, dim, dim), np.int32)
+    cells.target.from_numpy(np.broadcast_to(-p0 * np.eye(dim), (n, dim, dim)).astype(npr))
+    mask = np.ones((n, dim, dim), np.int32)
     mask[:, ax, ax] = 0
-    cells.target.from_numpy(target.astype(npr))
     cells.mask.from_numpy(mask)
     dt = cells.dt.to_numpy().astype(np.float64)
-    L = np.zeros((copies, dim, dim))
+    L = np.zeros((n, dim, dim))
     L[:, ax, ax] = -rate
     cells.L.from_numpy(L.astype(npr))
     gain = kappa * p0 / float(voigt_moduli(cells).max())
     total = int(math.ceil(axial_strain / (rate * dt.min())))
     every = max(servo_every, (total // n_out) // servo_every * servo_every)
-    h0 = cells.h.to_numpy().astype(np.float64)[0]
-    rows, spread = [], 0.0
+    h0 = cells.h_unflipped() if hasattr(cells, "h_unflipped") else cells.h.to_numpy().astype(np.float64)
+    rows = [[] for _ in range(n)]
+    running = np.ones(n, bool)
+    spread, done = 0.0, 0
     cells.measure()
-    done = 0
     while True:
-        h = cells.h.to_numpy().astype(np.float64)
+        h = cells.h_unflipped() if hasattr(cells, "h_unflipped") else cells.h.to_numpy().astype(np.float64)
         sig = cells.stress.to_numpy().astype(np.float64)
-        spread = max(spread, float(np.abs(sig - sig[0]).max()))
-        s = 0.5 * (sig[0] + sig[0].T)
-        eps_a = 1.0 - h[0, ax, ax] / h0[ax, ax]
-        eps_v = 1.0 - np.linalg.det(h[0]) / np.linalg.det(h0)
-        lat = np.mean([s[a, a] for a in range(dim) if a != ax])
-        rows.append((eps_a, eps_v, -np.trace(s) / dim, lat - s[ax, ax], s))
+        s = 0.5 * (sig + np.swapaxes(sig, 1, 2))
+        spread = max(spread, float(np.abs(s - s[np.arange(n) % nt]).max()))
+        eps_a = 1.0 - h[:, ax, ax] / h0[:, ax, ax]
+        eps_v = 1.0 - np.linalg.det(h) / np.linalg.det(h0)
+        p, q = p_q(s, dim)
+        for c in np.nonzero(running)[0]:
+            rows[c].append((eps_a[c], eps_v[c], p[c], q[c], s[c]))
+        running &= eps_a < axial_strain
         if progress is not None:
             progress(done, total)
-        if eps_a >= axial_strain:
+        if not running.any():
             break
+        cells.active.from_numpy(running.astype(np.int32))
         for _ in range(every // servo_every):
             cells.step(servo_every)
             cells.measure()
             cells.servo(gain, max_rate, p0, 0.1 * gain)
         done += every
         cells.check_capacity()
-    return {"eps_a": np.array([r[0] for r in rows]), "eps_v": np.array([r[1] for r in rows]),
-            "p": np.array([r[2] for r in rows]), "q": np.array([r[3] for r in rows]),
-            "stress": np.array([r[4] for r in rows]), "copy_spread": spread, "notes": notes,
-            "steps": done, "dt": float(dt[0])}
+    cells.active.fill(1)
+    out = [{k: np.array([r[i] for r in rc]) for i, k in enumerate(("eps_a", "eps_v", "p", "q", "stress"))}
+           for rc in rows]
+    return {"cells": out, "copy_spread": spread, "notes": notes, "steps": done, "dt": dt}

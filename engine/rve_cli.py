@@ -39,7 +39,7 @@ def _guard(fn):
 
 _arch = click.option("--arch", default="cpu", show_default=True,
                      type=click.Choice(["cpu", "cuda", "vulkan", "auto"]), help="Taichi backend.")
-_fp = click.option("--fp", default="f64", show_default=True, type=click.Choice(["f32", "f64"]),
+_fp = click.option("--fp", "--dtype", "fp", default="f64", show_default=True, type=click.Choice(["f32", "f64"]),
                    help="Real precision.")
 
 
@@ -55,13 +55,21 @@ def rve():
 @click.option("--dmax", type=float, required=True, help="Largest diameter (m).")
 @click.option("--p0", type=float, default=100e3, show_default=True, help="Consolidation mean stress (Pa).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--friction", type=float, default=None,
-              help="Contact friction coefficient during consolidation (default: the material's 0.5).")
+@click.option("--young", type=float, default=600e6, show_default=True, help="Contact Young's modulus E (Pa).")
+@click.option("--poisson", type=float, default=0.25, show_default=True,
+              help="ks/kn ratio (YADE's FrictMat.poisson).")
+@click.option("--friction", type=float, default=0.5, show_default=True,
+              help="Contact friction coefficient tan(phi) of the packing (saved as phi in radians).")
+@click.option("--consolidation-friction", type=float, default=None,
+              help="Friction coefficient during consolidation (default: --friction); lower gives denser packings.")
+@click.option("--density", type=float, default=2650.0, show_default=True, help="Particle density (kg/m3).")
+@click.option("--damping", type=float, default=0.1, show_default=True, help="Local (Cundall) damping.")
 @click.option("--tol", type=float, default=0.01, show_default=True, help="Unbalanced-force ratio that ends it.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output packing .npz.")
 @_arch
 @_fp
-def make(dim, n, dmin, dmax, p0, seed, friction, tol, out, arch, fp):
+def make(dim, n, dmin, dmax, p0, seed, young, poisson, friction, consolidation_friction, density, damping,
+         tol, out, arch, fp):
     """Generate a random packing and consolidate it isotropically to p0."""
     import math
 
@@ -69,13 +77,24 @@ def make(dim, n, dmin, dmax, p0, seed, friction, tol, out, arch, fp):
 
     if Path(out).exists():
         _fail(f"{out} exists; refusing to overwrite")
+    for name, v in (("--young", young), ("--density", density), ("--p0", p0)):
+        if not v > 0:
+            _fail(f"{name} must be > 0, got {v}")
+    for name, v in (("--poisson", poisson), ("--friction", friction), ("--damping", damping)):
+        if not v >= 0:
+            _fail(f"{name} must be >= 0, got {v}")
     _init(arch, fp)
     t0 = time.perf_counter()
 
     def run():
-        p = generate_packing(int(dim), n, dmin, dmax, seed=seed)
-        fr = None if friction is None else math.atan(friction)
-        q = consolidate(p, p0=p0, friction=fr, tol=tol)
+        p = generate_packing(int(dim), n, dmin, dmax, seed=seed, young=young, poisson=poisson,
+                             friction=math.atan(friction), density=density, damping=damping)
+        fr = None if consolidation_friction is None else math.atan(consolidation_friction)
+        with _progress(None, "steps") as bar:
+            def tick(done, sig, unb):
+                bar.n = done
+                bar.set_postfix(p_kPa=f"{-np.trace(sig) / len(sig) / 1e3:.1f}", unb=f"{unb:.3g}", refresh=True)
+            q = consolidate(p, p0=p0, friction=fr, tol=tol, progress=tick)
         q.save(out)
         return q
 
@@ -85,106 +104,191 @@ def make(dim, n, dmin, dmax, p0, seed, friction, tol, out, arch, fp):
                            "wall_s": round(time.perf_counter() - t0, 2)}))
 
 
+_packings = click.option("--packing", "packing", type=click.Path(dir_okay=False), required=True, multiple=True,
+                         help="Packing .npz; repeat for several cells (one each, times --copies).")
+_copies = click.option("--copies", type=int, default=1, show_default=True,
+                       help="Cells per packing, all in one batch (copies of a packing must agree).")
+
+
+def _load_packings(paths):
+    from engine.packing import load_packing
+
+    ps = [load_packing(p) for p in paths]
+    if len({p.dim for p in ps}) != 1:
+        raise ValueError(f"--packing files mix 2D and 3D: {', '.join(paths)}")
+    return ps
+
+
+def _component_names(dim: int) -> list[str]:
+    return [f"s{a + 1}{b + 1}" for a in range(dim) for b in range(dim)]
+
+
+def _write_csv(path: Path, header: list[str], blocks: list[np.ndarray]) -> None:
+    """One block of rows per cell; with several cells a last column ``cell`` says which."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header + (["cell"] if len(blocks) > 1 else []))
+        for c, rows in enumerate(blocks):
+            for row in rows:
+                cells = [f"{v:.10g}" if isinstance(v, float) else str(v) for v in row]
+                w.writerow(cells + ([str(c)] if len(blocks) > 1 else []))
+
+
+def _check_out(out: str):
+    if Path(out).exists():
+        _fail(f"{out} exists; refusing to overwrite")
+    if Path(out).suffix.lower() != ".csv":
+        _fail(f"--out {out}: expected a .csv file name")
+
+
 @rve.command()
-@click.option("--packing", type=click.Path(dir_okay=False), required=True, help="Template packing .npz.")
+@_packings
 @click.option("--strain", type=click.Path(dir_okay=False), required=True,
-              help="Strain histories .npy, (n_points, n_steps, 3, 3), tension positive.")
-@click.option("--steps-per-increment", type=int, default=100, show_default=True)
-@click.option("--tol", type=float, default=0.01, show_default=True, help="Unbalanced-force ratio ending relaxation.")
-@click.option("--cap", type=int, default=2000, show_default=True, help="Most relaxation steps per increment.")
-@click.option("--copies", type=int, default=1, show_default=True,
-              help="Run each history on this many identical cells in the batch (they must agree).")
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Stresses .npy (n_points, n_steps, 3, 3), Pa.")
+              help="Displacement-gradient increments .npy, shape (n, dim, dim), tension positive.")
+@click.option("--steps-per-increment", type=int, default=100, show_default=True,
+              help="DEM steps over which each increment is applied.")
+@click.option("--tol", type=float, default=1e-3, show_default=True, help="Unbalanced-force ratio ending relaxation.")
+@click.option("--cap", type=int, default=20000, show_default=True, help="Most relaxation steps per increment.")
+@_copies
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output .csv, one row per increment.")
 @_arch
 @_fp
 def strain(packing, strain, steps_per_increment, tol, cap, copies, out, arch, fp):
-    """Drive RVE cells along strain histories and write their stresses."""
+    """Drive RVE cells by displacement-gradient increments and write their stresses.
+
+    Each increment is applied over --steps-per-increment steps through the cell's velocity
+    gradient, then the cell relaxes at fixed shape until the unbalanced-force ratio is under --tol
+    or --cap steps. OUT.csv: inc, s11..sDD (Pa, tension positive, symmetric part), p, q (Pa,
+    compression positive), unb, steps, capped (and cell, with several cells).
+    """
     from engine import rve as rvemod
-    from engine.packing import load_packing
+
+    _check_out(out)
 
     def inputs():
-        eps = np.load(strain)
-        if eps.ndim != 4 or eps.shape[2:] != (3, 3):
-            raise ValueError(f"strain must have shape (n_points, n_steps, 3, 3), got {eps.shape}")
         if copies < 1:
             raise ValueError("--copies must be >= 1")
-        return load_packing(packing), eps
+        if steps_per_increment < 1 or cap < 0 or tol <= 0:
+            raise ValueError("need --steps-per-increment >= 1, --cap >= 0, --tol > 0")
+        ps = _load_packings(packing)
+        dim = ps[0].dim
+        try:
+            inc = np.load(strain)
+        except ValueError as exc:
+            raise ValueError(f"--strain {strain}: not a .npy array ({exc})") from None
+        if inc.ndim == 3 and inc.shape[1:] == (3, 3) and dim == 2:
+            inc = inc[:, :2, :2]
+        if inc.ndim != 3 or inc.shape[1:] != (dim, dim) or len(inc) == 0:
+            raise ValueError(f"--strain {strain}: expected shape (n, {dim}, {dim}) for {dim}D packings, "
+                             f"got {inc.shape}")
+        if not np.all(np.isfinite(inc)):
+            raise ValueError(f"--strain {strain}: contains NaN or inf")
+        return ps, inc.astype(np.float64)
 
-    p, eps = _guard(inputs)
+    ps, inc = _guard(inputs)
     _init(arch, fp)
 
     def run():
-        n_pts = eps.shape[0]
-        batch = rvemod.RVEBatch([p], n_pts * copies, p.dim, steps_per_increment, tol, cap)
+        n = len(ps) * copies
+        dim = ps[0].dim
+        batch = rvemod.RVEBatch(ps, n, dim, steps_per_increment, tol, cap)
         for note in batch.notes:
             click.echo(note, err=True)
         t0 = time.perf_counter()
-        sig = rvemod.strain_history(batch, np.tile(eps, (copies, 1, 1, 1)))
+        with _progress(len(inc), "increments") as bar:
+            res = rvemod.drive_increments(batch, np.broadcast_to(inc, (n, *inc.shape)).copy(),
+                                          progress=lambda t: bar.update(1))
         wall = time.perf_counter() - t0
-        spread = float(np.abs(sig.reshape(copies, n_pts, *sig.shape[1:]) - sig[None, :n_pts]).max())
-        np.save(out, sig[:n_pts])
-        return {"out": out, "cells": n_pts * copies, "increments": eps.shape[1], "copy_spread_Pa": spread,
-                "wall_s": round(wall, 3)}
+        sig = res["stress"]
+        p, q = rvemod.p_q(sig, dim)
+        blocks = [[(t + 1, *map(float, sig[c, t].ravel()), float(p[c, t]), float(q[c, t]),
+                    float(res["unbalanced"][c, t]), int(res["steps"][c, t]), int(res["capped"][c, t]))
+                   for t in range(len(inc))] for c in range(n)]
+        _write_csv(Path(out), ["inc", *_component_names(dim), "p", "q", "unb", "steps", "capped"], blocks)
+        spread = float(np.abs(sig - sig[np.arange(n) % len(ps)]).max())
+        capped = int(res["capped"].sum())
+        if capped:
+            click.echo(f"warning: the relaxation cap (--cap {cap}) was hit in {capped} cell-increments "
+                       f"(column 'capped')", err=True)
+        return {"out": out, "cells": n, "increments": len(inc), "copy_spread_Pa": spread,
+                "capped": capped, "wall_s": round(wall, 3)}
 
     click.echo(json.dumps(_guard(run)))
 
 
 @rve.command()
-@click.option("--packing", type=click.Path(dir_okay=False), required=True, help="Template packing .npz.")
+@_packings
 @click.option("--axial-strain", type=float, default=0.1, show_default=True, help="Final axial strain (compression).")
 @click.option("--rate", type=float, default=1.0, show_default=True, help="Axial strain rate (1/s).")
 @click.option("--p0", type=float, default=100e3, show_default=True, help="Confining stress (Pa).")
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder (created).")
-@click.option("--copies", type=int, default=1, show_default=True, help="Identical cells run together.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True,
+              help="Output .csv (a plot is written beside it, same name with .png).")
+@_copies
 @_arch
 @_fp
 def triax(packing, axial_strain, rate, p0, out, copies, arch, fp):
-    """Drained biaxial (2D) / triaxial (3D) test with a stress-controlled lateral servo."""
+    """Drained biaxial (2D) / triaxial (3D) test with a stress-controlled lateral servo.
+
+    The last axis is compressed at --rate while the other axes are held at -p0 and the shear
+    stresses at zero. OUT.csv: eps_a, eps_v (compression positive), p, q (Pa, compression
+    positive; 2D: in-plane mean and principal difference), s11..sDD (Pa, tension positive).
+    """
     from engine import rve as rvemod
-    from engine.packing import load_packing
 
-    outdir = Path(out)
-    if outdir.exists() and any(outdir.iterdir()):
-        _fail(f"{out} exists and is not empty; refusing to overwrite")
+    _check_out(out)
+
     def inputs():
-        if rate <= 0 or axial_strain <= 0 or copies < 1:
-            raise ValueError("--rate and --axial-strain must be > 0, --copies >= 1")
-        return load_packing(packing)
+        if rate <= 0 or axial_strain <= 0 or copies < 1 or p0 <= 0:
+            raise ValueError("--rate, --axial-strain and --p0 must be > 0, --copies >= 1")
+        return _load_packings(packing)
 
-    p = _guard(inputs)
+    ps = _guard(inputs)
     _init(arch, fp)
 
     def run():
         t0 = time.perf_counter()
-        res = rvemod.triaxial(p, axial_strain, rate, p0, copies=copies)
+        with _progress(None, "steps") as bar:
+            def tick(done, total):
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+            res = rvemod.triaxial(ps, axial_strain, rate, p0, copies=copies, progress=tick)
         wall = time.perf_counter() - t0
-        outdir.mkdir(parents=True, exist_ok=True)
-        with open(outdir / "triax.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["eps_a", "eps_v", "p_Pa", "q_Pa"])
-            for row in zip(res["eps_a"], res["eps_v"], res["p"], res["q"]):
-                w.writerow([f"{v:.8g}" for v in row])
-        _plot(res, outdir / "triax.png", p.dim)
-        return {"out": str(outdir), "steps": res["steps"], "dt": res["dt"], "notes": res["notes"],
-                "q_max_Pa": float(res["q"].max()), "copy_spread_Pa": res["copy_spread"],
-                "wall_s": round(wall, 2)}
+        dim = ps[0].dim
+        blocks = [[(float(a), float(v), float(p_), float(q_), *map(float, s.ravel()))
+                   for a, v, p_, q_, s in zip(r["eps_a"], r["eps_v"], r["p"], r["q"], r["stress"])]
+                  for r in res["cells"]]
+        _write_csv(Path(out), ["eps_a", "eps_v", "p", "q", *_component_names(dim)], blocks)
+        _plot(res["cells"], Path(out).with_suffix(".png"), dim)
+        return {"out": out, "cells": len(res["cells"]), "steps": res["steps"], "dt": float(res["dt"].min()),
+                "notes": res["notes"], "q_max_Pa": max(float(r["q"].max()) for r in res["cells"]),
+                "copy_spread_Pa": res["copy_spread"], "wall_s": round(wall, 2)}
 
     click.echo(json.dumps(_guard(run)))
 
 
-def _plot(res, path, dim):
+def _progress(total, unit):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=None, leave=False)
+
+
+def _plot(cells, path, dim):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
-    a1.plot(res["eps_a"] * 100, res["q"] / 1e3)
+    for c, r in enumerate(cells):
+        a1.plot(r["eps_a"] * 100, r["q"] / 1e3, lw=1, label=f"cell {c}")
+        a2.plot(r["eps_a"] * 100, r["eps_v"] * 100, lw=1)
     a1.set_xlabel("axial strain (%)")
     a1.set_ylabel("q (kPa)")
-    a2.plot(res["eps_a"] * 100, res["eps_v"] * 100)
     a2.set_xlabel("axial strain (%)")
     a2.set_ylabel("volumetric strain (%, compression +)")
+    if 1 < len(cells) <= 10:
+        a1.legend(fontsize=7)
     fig.suptitle(f"{'biaxial' if dim == 2 else 'triaxial'} test of the RVE")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

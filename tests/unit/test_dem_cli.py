@@ -1,8 +1,10 @@
 """`engine rve make|strain|triax` on tiny sizes, and their error handling."""
+import csv
 import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
@@ -22,34 +24,84 @@ def test_rve_make_strain_triax(tmp_path):
     assert r.exit_code == 0, r.output
     info = _json(r.output)
     assert info["n"] == 24 and abs(sum(info["stress_diag"]) / 2 + 1e5) < 2e3
-    eps = np.zeros((2, 3, 3, 3))
-    eps[0, :, 1, 1] = [-1e-4, -2e-4, -3e-4]
-    eps[1, :, 0, 1] = eps[1, :, 1, 0] = [1e-4, 2e-4, 3e-4]
-    np.save(tmp_path / "eps.npy", eps)
-    out = tmp_path / "sig.npy"
+    inc = np.zeros((3, 2, 2))
+    inc[:, 1, 1] = -1e-4
+    np.save(tmp_path / "inc.npy", inc)
+    out = tmp_path / "sig.csv"
     r = runner.invoke(main, ["rve", "strain", "--packing", str(PACKINGS / "disks64_100kPa.npz"),
-                             "--strain", str(tmp_path / "eps.npy"), "--steps-per-increment", "20", "--tol", "0.05",
+                             "--strain", str(tmp_path / "inc.npy"), "--steps-per-increment", "20", "--tol", "0.05",
                              "--cap", "100", "--copies", "2", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert _json(r.output)["copy_spread_Pa"] == 0.0
-    sig = np.load(out)
-    assert sig.shape == (2, 3, 3, 3)
-    assert np.all(sig[0, :, 1, 1] < -100e3 * 0.98)          # compressed further
-    assert np.all(sig[:, :, 2, 2] == 0)                       # 2D: zero out-of-plane
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["inc", "s11", "s12", "s21", "s22", "p", "q", "unb", "steps", "capped", "cell"]
+    assert [int(x["inc"]) for x in rows] == [1, 2, 3, 1, 2, 3] and [x["cell"] for x in rows] == list("000111")
+    s22 = [float(x["s22"]) for x in rows[:3]]
+    assert s22[0] < -100e3 * 0.98 and s22[2] < s22[1] < s22[0]           # compressed further
+    for x in rows:
+        assert float(x["p"]) == pytest.approx(-(float(x["s11"]) + float(x["s22"])) / 2, rel=1e-9)
+        assert int(x["steps"]) >= 20 and x["capped"] in ("0", "1") and float(x["unb"]) >= 0
     r = runner.invoke(main, ["rve", "triax", "--packing", str(PACKINGS / "disks64_100kPa.npz"),
                              "--axial-strain", "0.003", "--rate", "2", "--p0", "1e5", "--out",
-                             str(tmp_path / "tx"), "--copies", "2"])
+                             str(tmp_path / "tx.csv"), "--copies", "2"])
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "tx" / "triax.png").exists()
-    rows = np.loadtxt(tmp_path / "tx" / "triax.csv", delimiter=",", skiprows=1)
-    assert rows[-1, 0] >= 0.003 and rows[-1, 3] > rows[0, 3] + 5e3   # q grows
+    assert (tmp_path / "tx.png").exists()
+    with open(tmp_path / "tx.csv") as f:
+        rows = [x for x in csv.DictReader(f) if x["cell"] == "1"]
+    assert list(rows[0])[:8] == ["eps_a", "eps_v", "p", "q", "s11", "s12", "s21", "s22"]
+    assert float(rows[-1]["eps_a"]) >= 0.003 and float(rows[-1]["q"]) > float(rows[0]["q"]) + 5e3   # q grows
+    assert abs(float(rows[-1]["s11"]) + 1e5) < 2e3                       # lateral stress held at p0
     assert _json(r.output)["copy_spread_Pa"] == 0.0
+
+
+def test_rve_strain_single_cell_columns_and_rotation(tmp_path):
+    """One cell: exactly the documented columns. Skew increments turn the cell (the full
+    displacement gradient is applied, not its symmetric part) without compressing it."""
+    from engine import rve, runtime
+    from engine.packing import load_packing
+
+    runner = CliRunner()
+    pk = str(PACKINGS / "disks64_100kPa.npz")
+    pre = np.zeros((4, 2, 2))
+    pre[:, 1, 1] = -5e-4
+    theta = 0.02
+    rot = np.zeros((10, 2, 2))
+    rot[:, 1, 0], rot[:, 0, 1] = theta / 10, -theta / 10
+    inc = np.concatenate([pre, rot])
+    np.save(tmp_path / "inc.npy", inc)
+    out = tmp_path / "o.csv"
+    r = runner.invoke(main, ["rve", "strain", "--packing", pk, "--strain", str(tmp_path / "inc.npy"),
+                             "--steps-per-increment", "50", "--tol", "0.01", "--cap", "2000", "--dtype", "f64",
+                             "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["inc", "s11", "s12", "s21", "s22", "p", "q", "unb", "steps", "capped"]
+    assert len(rows) == 14 and float(rows[3]["q"]) > 5e3
+    assert float(rows[-1]["p"]) == pytest.approx(float(rows[3]["p"]), rel=0.02)   # no volume change
+
+    runtime.init(arch="cpu", fp="f64")
+    batch = rve.RVEBatch([load_packing(pk)], 1, 2, steps_per_increment=50, tol=0.01, cap=2000)
+    h0 = batch.cells.h.to_numpy()[0].copy()
+    rve.drive_increments(batch, rot[None])
+    f = batch.cells.h.to_numpy()[0] @ np.linalg.inv(h0)
+    turn = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    assert np.abs(f - turn).max() < 1e-4           # first-order rotation over 500 steps: O(theta^2 / 500)
+
+
+def test_rve_strain_rejects_wrong_shapes(tmp_path):
+    runner = CliRunner()
+    np.save(tmp_path / "bad.npy", np.zeros((4, 3)))
+    r = runner.invoke(main, ["rve", "strain", "--packing", str(PACKINGS / "disks64_100kPa.npz"), "--strain",
+                             str(tmp_path / "bad.npy"), "--out", str(tmp_path / "o.csv")])
+    assert r.exit_code == 2 and "bad.npy" in r.output and "(n, 2, 2)" in r.output
 
 
 def test_rve_errors_are_one_line(tmp_path):
     runner = CliRunner()
     r = runner.invoke(main, ["rve", "strain", "--packing", str(tmp_path / "none.npz"), "--strain",
-                             str(tmp_path / "e.npy"), "--out", str(tmp_path / "o.npy")])
+                             str(tmp_path / "e.npy"), "--out", str(tmp_path / "o.csv")])
     assert r.exit_code == 2
     assert r.output.strip().startswith("error:") and "Traceback" not in r.output
     assert len(r.output.strip().splitlines()) == 1
