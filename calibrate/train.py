@@ -4,7 +4,9 @@ Trainable weights W (initialised to 1) scale the initial parameters, phi = phi0 
 the misfit of Eq. 17 plus the bound penalty weighted by the gamma schedule of Eq. 18 (see
 ``calibrate.loss``). Points are split into train / validation / test sets by a seeded shuffle; the
 parameters of the epoch with the lowest validation misfit are kept (no early stopping). The same
-loss can be minimised by CMA-ES (``optimizer="cmaes"``) as a derivative-free baseline.
+loss can be minimised by L-BFGS with the same gradients (``optimizer="lbfgs"``, full batch, fixed
+gamma = gamma_max, one history row per loss evaluation) or by CMA-ES (``optimizer="cmaes"``) as a
+derivative-free baseline.
 """
 from __future__ import annotations
 
@@ -24,6 +26,10 @@ from calibrate.loss import bound_penalty, component_mask, gamma_schedule, misfit
 log = logging.getLogger(__name__)
 
 SCHEMES = {1: {"lode": "ts", "delta_r": 0.0}, 2: {"lode": "ts", "delta_r": 0.03}, 3: {"lode": "exp", "delta_r": 0.03}}
+
+
+class _BudgetSpent(Exception):
+    """Raised inside the L-BFGS closure when ``epochs`` evaluations are spent."""
 
 
 @dataclass
@@ -153,10 +159,12 @@ class Calibration:
         try:
             if self.s.optimizer == "adam":
                 self._adam(bar)
+            elif self.s.optimizer == "lbfgs":
+                self._lbfgs(bar)
             elif self.s.optimizer == "cmaes":
                 self._cmaes(bar)
             else:
-                raise ValueError(f"optimizer must be adam or cmaes, got {self.s.optimizer!r}")
+                raise ValueError(f"optimizer must be adam, lbfgs or cmaes, got {self.s.optimizer!r}")
         except KeyboardInterrupt:
             self.interrupted = True
             log.warning("interrupted: keeping the best parameters so far (epoch %d)", self.best["epoch"])
@@ -193,6 +201,38 @@ class Calibration:
             val = self._record(epoch, phi_epoch, train, gamma, pens[0])
             bar.set_postfix(train=f"{train:.4g}", val=f"{val:.4g}")
             bar.update(1)
+
+    def _lbfgs(self, bar) -> None:
+        """L-BFGS (strong Wolfe line search) on W over all training points; ``epochs`` caps the
+        number of loss-and-gradient evaluations, each recorded as one history row. The penalty
+        weight is fixed at ``gamma_max`` so that the line search sees one objective."""
+        W = torch.ones(len(self.names), dtype=torch.float64, requires_grad=True)
+        n = self.s.epochs
+        opt = torch.optim.LBFGS([W], lr=1.0, max_iter=n, max_eval=n, history_size=20,
+                                line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-15)
+        gamma = self.s.gamma_max
+        worst = [None]
+
+        def closure():
+            if len(self.history) >= n:
+                raise _BudgetSpent
+            opt.zero_grad()
+            phi = self.phi0 * W
+            loss, m, pen = self.total_loss(phi, self.train, gamma)
+            if not torch.isfinite(loss):  # a trial step left the model's domain: reject it
+                W.grad = torch.zeros_like(W)
+                return torch.tensor(worst[0] if worst[0] is not None else 1e30, dtype=torch.float64)
+            loss.backward()
+            worst[0] = max(worst[0] or 0.0, 1e3 * loss.item())
+            val = self._record(len(self.history), phi.detach().numpy().copy(), m.item(), gamma, pen.item())
+            bar.set_postfix(train=f"{m.item():.4g}", val=f"{val:.4g}")
+            bar.update(1)
+            return loss
+
+        try:
+            opt.step(closure)
+        except _BudgetSpent:
+            pass
 
     def _cmaes(self, bar) -> None:
         import cma

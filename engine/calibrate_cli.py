@@ -35,7 +35,9 @@ def _fail(message: str):
 @click.option("--init", default="original", show_default=True,
               help="Initial parameters: original, optimised-2d, optimised-3d, optimised (IME), or a params TOML.")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Change one initial parameter (repeatable).")
-@click.option("--optimizer", type=click.Choice(["adam", "cmaes"]), default="adam", show_default=True)
+@click.option("--optimizer", type=click.Choice(["adam", "lbfgs", "cmaes"]), default="adam", show_default=True,
+              help="adam (the paper's), lbfgs (same gradients, quasi-Newton; --epochs = evaluations), "
+                   "cmaes (derivative-free baseline).")
 @click.option("--batch-points", type=int, default=None, help="Mini-batch size in points (default: all).")
 @click.option("--stride", type=int, default=1, show_default=True, help="Use every k-th step in the loss.")
 @click.option("--points", "max_points", type=int, default=None, help="Use only the first N points of the data.")
@@ -46,7 +48,7 @@ def _fail(message: str):
 @click.option("--progress/--no-progress", default=True)
 def calibrate(data_path, model, epochs, lr, lr_final, delta_r, lode, scheme, gamma_max, gamma_min, penalty, split, seed,
               init, sets, optimizer, batch_points, stride, max_points, chunk_points, out, arch, fp, progress):
-    """Calibrate MODEL's parameters on recorded stress-strain histories (Adam or CMA-ES)."""
+    """Calibrate MODEL's parameters on recorded stress-strain histories (Adam, L-BFGS or CMA-ES)."""
     from materials import params as material_params
 
     try:
@@ -55,6 +57,8 @@ def calibrate(data_path, model, epochs, lr, lr_final, delta_r, lode, scheme, gam
         _fail(f"--split {split!r}: expected three numbers, e.g. 0.8,0.1,0.1")
     if epochs < 1 or stride < 1 or chunk_points < 1:
         _fail("--epochs, --stride and --chunk-points must be >= 1")
+    if batch_points is not None and optimizer != "adam":
+        _fail(f"--batch-points is for --optimizer adam; {optimizer} uses all training points")
     if not 0 < gamma_min <= gamma_max:
         _fail(f"need 0 < --gamma-min <= --gamma-max, got {gamma_min}, {gamma_max}")
     options = {}
