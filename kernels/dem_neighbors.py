@@ -17,6 +17,13 @@ wrapped positions of the last rebuild. The entry with ``i < j`` owns the contact
 (shear force, previous normal, whether it touched last step); the entry of ``j`` points at it
 through ``mirror``. Rebuilds are deterministic (bins are filled in particle order per cell), so
 results do not depend on thread scheduling or on how many cells share a launch.
+
+Cell flipping (YADE's ``Cell::flipCell``): at the rebuild of a flagged cell the cell vectors are
+reduced pairwise (``h_a -= round(h_a . h_b / h_b . h_b) h_b`` while some ``|h_a . h_b| >
+0.5 |h_b|^2``), i.e. ``h' = h M`` with ``M`` integer, ``det M = 1``. Reduced coordinates and the
+image indices of the old list become ``s' = M^-1 s`` and ``k' = M^-1 k``, so the physical
+geometry, velocities and contact state are untouched; the contact state then carries over as in
+any rebuild.
 """
 import taichi as ti
 
@@ -25,6 +32,7 @@ from engine import runtime
 OVERFLOW_LIST = 0     # a particle had more neighbours than max_contacts_per_particle
 OVERFLOW_MIRROR = 1   # a list entry had no partner entry (follows from a list overflow)
 OVERFLOW_THIN = 2     # a cell became thinner than one bin (2 r_max + skin) along some axis
+MAX_FLIP_PASSES = 64  # bound on the passes of the pairwise reduction (each pass shortens a vector)
 
 
 @ti.data_oriented
@@ -79,6 +87,12 @@ class VerletLists:
         self.need = ti.field(ti.i32, shape=nc)
         self.n_rebuilds = ti.field(ti.i32, shape=nc)
         self.overflow = ti.field(ti.i32, shape=3)
+        # cell flipping during a rebuild: M, M^-1 of this rebuild, whether the cell flips, and
+        # whether M was set by hand (PeriodicCells.flip) rather than by the reduction
+        self.flip_m = ti.Matrix.field(dim, dim, ti.i32, shape=nc)
+        self.flip_minv = ti.Matrix.field(dim, dim, ti.i32, shape=nc)
+        self.flipped = ti.field(ti.i32, shape=nc)
+        self.flip_manual = ti.field(ti.i32, shape=nc)
 
     # ------------------------------------------------------------------ state for checkpoints
     def state_fields(self) -> dict:
@@ -118,24 +132,89 @@ class VerletLists:
             res = -(self.cells.h[c] @ (self.cells.s[c, i] - k - self.cells.s[c, j]))
         return res
 
-    @ti.kernel
-    def rebuild(self):
-        """Rebuild the lists of the flagged cells, carrying the contact state over."""
+    @ti.func
+    def _reduce(self, c):
+        """Pairwise reduction of the cell vectors of cell ``c``: integer M (det 1) and M^-1.
+
+        While some pair has ``|h_a . h_b| > 0.5 |h_b|^2``: ``h_a -= q h_b`` with
+        ``q = round(h_a . h_b / |h_b|^2)`` (each such step shortens ``h_a``, so it terminates).
+        """
         dim = ti.static(self.cells.dim)
-        # 1. keep the old lists
+        g = self.cells.h[c]
+        m = ti.Matrix.identity(ti.i32, dim)
+        minv = ti.Matrix.identity(ti.i32, dim)
+        changed = 1
+        passes = 0
+        while changed != 0 and passes < MAX_FLIP_PASSES:
+            changed = 0
+            passes += 1
+            for a, b in ti.static(ti.ndrange(dim, dim)):
+                if ti.static(a != b):
+                    ab = 0.0
+                    bb = 0.0
+                    for r in ti.static(range(dim)):
+                        ab += g[r, a] * g[r, b]
+                        bb += g[r, b] * g[r, b]
+                    proj = ab / bb
+                    if ti.abs(proj) > 0.5:
+                        q = ti.cast(ti.round(proj), ti.i32)
+                        for r in ti.static(range(dim)):
+                            g[r, a] -= q * g[r, b]
+                            m[r, a] -= q * m[r, b]
+                            minv[b, r] += q * minv[a, r]
+                        changed = 1
+        return m, minv
+
+    def rebuild(self, flip: bool = True):
+        """Rebuild the lists of the flagged cells, carrying the contact state over.
+
+        With ``flip`` the cells whose ``flip_auto`` is set are flipped first when their cell
+        vectors can be reduced (see the module docstring); a flip set by
+        :meth:`PeriodicCells.flip` is applied regardless.
+        """
+        self._rebuild(1 if flip else 0)
+
+    @ti.kernel
+    def _rebuild(self, auto_flip: ti.i32):
+        dim = ti.static(self.cells.dim)
+        # 0. flip: h' = h M (cell-wise), decided here
+        for c in range(self.cells.n_cells):
+            if self.need[c] != 0:
+                if self.flip_manual[c] != 0:
+                    self.flipped[c] = 1
+                    self.flip_manual[c] = 0
+                else:
+                    self.flipped[c] = 0
+                    if auto_flip != 0 and self.cells.flip_auto[c] != 0:
+                        m, minv = self._reduce(c)
+                        if (m != ti.Matrix.identity(ti.i32, dim)).any():
+                            self.flip_m[c] = m
+                            self.flip_minv[c] = minv
+                            self.flipped[c] = 1
+                if self.flipped[c] != 0:
+                    m = self.flip_m[c]
+                    self.cells.h[c] = self.cells.h[c] @ ti.cast(m, self.real)
+                    self.cells.flips[c] = self.cells.flips[c] @ m
+                    self.cells.n_flips[c] += 1
+        # 1. keep the old lists (images in the flipped basis: k' = M^-1 k)
         for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
             if self.need[c] != 0:
                 self.o_count[c, i] = self.nb_count[c, i]
         for c, i, e in ti.ndrange(self.cells.n_cells, self.cells.max_p, self.K):
             if self.need[c] != 0 and e < self.nb_count[c, i]:
                 self.o_j[c, i, e] = self.nb_j[c, i, e]
-                self.o_k[c, i, e] = self.nb_k[c, i, e]
+                if self.flipped[c] != 0:
+                    self.o_k[c, i, e] = self.flip_minv[c] @ self.nb_k[c, i, e]
+                else:
+                    self.o_k[c, i, e] = self.nb_k[c, i, e]
                 self.o_fs[c, i, e] = self.c_fs[c, i, e]
                 self.o_n[c, i, e] = self.c_n[c, i, e]
                 self.o_active[c, i, e] = self.c_active[c, i, e]
-        # 2. wrap particles into the cell, remember the shift
+        # 2. wrap particles into the cell (after s' = M^-1 s if flipped), remember the shift
         for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
             if self.need[c] != 0 and i < self.cells.npart[c]:
+                if self.flipped[c] != 0:
+                    self.cells.s[c, i] = ti.cast(self.flip_minv[c], self.real) @ self.cells.s[c, i]
                 fl = ti.floor(self.cells.s[c, i])
                 self.cells.s[c, i] -= fl
                 self.wrap[c, i] = ti.cast(fl, ti.i32)

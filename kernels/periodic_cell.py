@@ -24,6 +24,12 @@ Update order of :meth:`PeriodicCells.step` (YADE: collider, InteractionLoop, New
    ``w += dt a``, ``omega += dt alpha``, ``s += dt h^-1 w``;
 4. per cell: ``h += dt L h``.
 
+Cell flipping: at a rebuild during :meth:`PeriodicCells.step` a cell whose vectors can be made
+more orthogonal is replaced by the equivalent cell ``h' = h M`` (``M`` integer, det 1; see
+:mod:`kernels.dem_neighbors`), so simple shear can go on without limit. ``flips`` accumulates
+``M`` (``h = h_unflipped flips``); :meth:`PeriodicCells.h_unflipped` is the cell as if never
+flipped. :meth:`PeriodicCells.load` keeps the given cell vectors.
+
 Up to terms of order (dt |L|)^2 this is YADE's NewtonIntegrator with ``homoDeform=2``.
 """
 
@@ -94,6 +100,10 @@ class PeriodicCells:
         self.target = ti.Matrix.field(dim, dim, real, shape=nc)
         self.mask = ti.Matrix.field(dim, dim, ti.i32, shape=nc)
         self.servo_i = ti.Matrix.field(dim, dim, real, shape=nc)   # integral part (strain/step)
+        # cell flipping: accumulated M (h = h_unflipped @ flips), count, automatic flipping on/off
+        self.flips = ti.Matrix.field(dim, dim, ti.i32, shape=nc)
+        self.n_flips = ti.field(ti.i32, shape=nc)
+        self.flip_auto = ti.field(ti.i32, shape=nc)
         if max_contacts is None:
             max_contacts = 16 if dim == 2 else 32
         self.lists = VerletLists(self, max_contacts)
@@ -114,6 +124,8 @@ class PeriodicCells:
         thickness : disk thickness in 2D (m).
         dt_safety : time step = dt_safety * min_i sqrt(m_i / (2 E r_i)) per cell.
         skin_factor : Verlet skin = skin_factor * largest radius of the cell.
+
+        The cell vectors are kept as given (no flip at load; see :meth:`flip`).
         """
         nc, npm, dim = self.n_cells, self.max_p, self.dim
         npr = runtime.np_real()
@@ -155,13 +167,16 @@ class PeriodicCells:
         self.torque.fill(0.0)
         self.active.fill(1)
         self.steps.fill(0)
+        self.flips.from_numpy(np.broadcast_to(np.eye(dim, dtype=np.int32), (nc, dim, dim)).copy())
+        self.n_flips.fill(0)
+        self.flip_auto.fill(1)
         self.lists.rmax.from_numpy(rmax.astype(npr))
         self.lists.skin.from_numpy((skin_factor * rmax).astype(npr))
         self.lists.nb_count.fill(0)
         self.lists.s_ref.from_numpy(np.where(valid[..., None], s, 0.0).astype(npr))
         self.lists.h_ref.from_numpy(h.astype(npr))
         self.lists.force_rebuild()
-        self.lists.rebuild()
+        self.lists.rebuild(flip=False)
         self.check_capacity()
         self.contacts.compute()  # forces of the initial state (at rest, L = 0)
 
@@ -212,6 +227,39 @@ class PeriodicCells:
                     found = 1
             if found == 0:
                 miss[None] += 1
+
+    def flip(self, m):
+        """Flip cells by hand: ``h' = h m``, ``s' = m^-1 s``, images ``k' = m^-1 k``, then rebuild.
+
+        ``m`` is (n_cells, dim, dim) integer with det 1 per cell; cells where ``m`` is the
+        identity are left alone. The physical state (positions, velocities, contact state) is
+        unchanged. Automatic flips happen in :meth:`step` (``flip_auto``, default on).
+        """
+        dim = self.dim
+        m = np.asarray(m).reshape(self.n_cells, dim, dim)
+        mi = np.rint(m).astype(np.int64)
+        if np.any(mi != m) or np.any(np.rint(np.linalg.det(mi)) != 1):
+            raise ValueError("flip matrices must be integer with determinant 1")
+        minv = np.rint(np.linalg.inv(mi)).astype(np.int64)
+        move = np.any(mi != np.eye(dim, dtype=np.int64), axis=(1, 2))
+        if not move.any():
+            return
+        self.lists.flip_m.from_numpy(mi.astype(np.int32))
+        self.lists.flip_minv.from_numpy(minv.astype(np.int32))
+        self.lists.flip_manual.from_numpy(move.astype(np.int32))
+        need = self.lists.need.to_numpy()
+        self.lists.need.from_numpy(np.where(move, 1, need).astype(np.int32))
+        self.lists.rebuild()
+        self.check_capacity()
+
+    def h_unflipped(self) -> np.ndarray:
+        """(n_cells, dim, dim) float64 cell matrices as if never flipped: ``h flips^-1`` (m).
+
+        ``h_unflipped() @ inv(h0)`` is the deformation gradient since the load of ``h0``.
+        """
+        h = self.h.to_numpy().astype(np.float64)
+        minv = np.rint(np.linalg.inv(self.flips.to_numpy().astype(np.float64)))
+        return h @ minv
 
     # ------------------------------------------------------------------ stepping
     def step(self, n: int = 1):
@@ -356,7 +404,8 @@ class PeriodicCells:
         own = {k: getattr(self, k) for k in (
             "npart", "active", "steps", "h", "L", "dt", "young", "ratio", "tan_phi", "damping",
             "thickness", "radius", "mass", "inertia", "s", "w", "omega", "force", "torque",
-            "stress", "unbalanced", "n_contacts", "target", "mask", "servo_i")}
+            "stress", "unbalanced", "n_contacts", "target", "mask", "servo_i", "flips", "n_flips",
+            "flip_auto")}
         own.update({"lists." + k: v for k, v in self.lists.state_fields().items()})
         return own
 
@@ -364,5 +413,8 @@ class PeriodicCells:
         return {k: f.to_numpy() for k, f in self.state_fields().items()}
 
     def restore(self, d: dict):
+        """Restore a :meth:`snapshot`; one written before cell flipping existed means no flips."""
+        old = {"flips": np.tile(np.eye(self.dim, dtype=np.int32), (self.n_cells, 1, 1)),
+               "n_flips": np.zeros(self.n_cells, np.int32), "flip_auto": np.ones(self.n_cells, np.int32)}
         for k, f in self.state_fields().items():
-            f.from_numpy(d[k])
+            f.from_numpy(d[k] if k in d else old[k])
