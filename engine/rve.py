@@ -399,13 +399,13 @@ def triaxial(packings: list[Packing], axial_strain: float, rate: float, p0: floa
     gain = kappa * p0 / float(voigt_moduli(cells).max())
     total = int(math.ceil(axial_strain / (rate * dt.min())))
     every = max(servo_every, (total // n_out) // servo_every * servo_every)
-    h0 = cells.h_unflipped() if hasattr(cells, "h_unflipped") else cells.h.to_numpy().astype(np.float64)
+    h0 = cells.h_unflipped()
     rows = [[] for _ in range(n)]
     running = np.ones(n, bool)
     spread, done = 0.0, 0
     cells.measure()
     while True:
-        h = cells.h_unflipped() if hasattr(cells, "h_unflipped") else cells.h.to_numpy().astype(np.float64)
+        h = cells.h_unflipped()
         sig = cells.stress.to_numpy().astype(np.float64)
         s = 0.5 * (sig + np.swapaxes(sig, 1, 2))
         spread = max(spread, float(np.abs(s - s[np.arange(n) % nt]).max()))
