@@ -365,7 +365,7 @@ def _sym3_path(sig: np.ndarray) -> np.ndarray:
 
 def triaxial(packings: list[Packing], axial_strain: float, rate: float, p0: float, copies: int = 1,
              n_out: int = 200, kappa: float = 0.1, servo_every: int = 5, max_rate: float = 1e-3,
-             progress=None) -> dict:
+             progress=None, record: list | None = None) -> dict:
     """Drained biaxial (2D) / triaxial (3D) compression of RVE cells along their last axis.
 
     ``copies`` cells are made of each packing (cell ``c`` uses ``packings[c % len(packings)]``),
@@ -380,6 +380,12 @@ def triaxial(packings: list[Packing], axial_strain: float, rate: float, p0: floa
     :func:`p_q`), ``stress`` (n, dim, dim, tension positive, symmetric); ``copy_spread`` (largest
     |stress difference| between copies of the same packing at the same output, Pa), ``notes``,
     ``steps`` (most steps of a cell) and ``dt`` (per cell).
+
+    ``record``, if given, is a list that receives one ``(steps, L)`` per servo interval, in order:
+    ``L`` (n_cells, dim, dim; float64, 1/s, tension positive) is the velocity gradient applied
+    over those ``steps`` (cells that have stopped do not step), so the path can be replayed
+    elsewhere, e.g. in YADE (benchmarks/yade_compare.py). Output row ``k`` of every cell is after
+    the first ``k m`` intervals, ``m = len(record) / (most rows of a cell - 1)``.
     """
     packs, notes = prepare_templates(list(packings), p0)
     nt = len(packs)
@@ -421,6 +427,8 @@ def triaxial(packings: list[Packing], axial_strain: float, rate: float, p0: floa
             break
         cells.active.from_numpy(running.astype(np.int32))
         for _ in range(every // servo_every):
+            if record is not None:
+                record.append((servo_every, cells.L.to_numpy().astype(np.float64)))
             cells.step(servo_every)
             cells.measure()
             cells.servo(gain, max_rate, p0, 0.1 * gain)
