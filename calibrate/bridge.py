@@ -15,8 +15,9 @@ data's steps are returned.
 Memory: points are processed in chunks of ``chunk_points``; only one chunk's history (its stresses
 and states at every step, with their adjoints) lives in Taichi fields at a time, so memory is
 bounded by ``chunk_points x n_steps`` whatever the number of points. Cost: the forward pass runs
-every chunk once; the backward pass re-runs each chunk forward under a Taichi tape and then in
-reverse (about three forward passes in all; measured in BENCHMARKS.md).
+every chunk once; the backward pass runs each chunk's kernels' adjoints in reverse order from its
+stored history, re-running the chunk forward first unless its history is still in the fields (the
+last chunk of the forward pass). Measured in BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ class Surrogate:
                                     **{**opts, "n_sub": 1})
         self.param_names = tuple(self.path.param_names)
         self.loaded = None
+        self.fresh = None        # (block key, parameter bytes) whose history the Taichi fields hold
 
     def _blocks(self, points):
         points = np.arange(self.n_points) if points is None else np.asarray(points)
@@ -80,6 +82,7 @@ class Surrogate:
         for idx in blocks:
             self._load(idx)
             self.path.forward()
+            self.fresh = (self.loaded, np.asarray(values, dtype=float).tobytes())
             out[a:a + len(idx)] = self.path.stresses()[: len(idx)][:, self.ends]
             a += len(idx)
         return out
@@ -97,7 +100,8 @@ class Surrogate:
             if not np.any(w):
                 continue
             self._load(idx)
-            total += self.path.gradient(w)[1]
+            fresh = self.fresh == (self.loaded, np.asarray(values, dtype=float).tobytes())
+            total += self.path.gradient(w, recompute=not fresh)[1]
         return total
 
     def __call__(self, params: torch.Tensor, points=None) -> torch.Tensor:

@@ -139,9 +139,22 @@ class Calibration:
         pen = bound_penalty(phi, self.lower, self.upper, self.s.penalty)
         return m + gamma * pen, m, pen
 
+    def loss_and_val(self, phi: torch.Tensor, gamma: float) -> tuple:
+        """``total_loss`` over all training points plus the validation misfit (a float), from one
+        surrogate call over both sets (one batch of kernel launches instead of two)."""
+        pts = np.concatenate([self.train, self.val])
+        pred = self.surrogate(phi, pts)
+        n = len(self.train)
+        m = misfit(pred[:n], self.target[self.train], self.mask)
+        pen = bound_penalty(phi, self.lower, self.upper, self.s.penalty)
+        val = float(misfit(pred[n:].detach(), self.target[self.val], self.mask)) if len(self.val) else None
+        return m + gamma * pen, m, pen, val
+
     # -- bookkeeping ---------------------------------------------------------------------------
-    def _record(self, epoch: int, phi: np.ndarray, train: float, gamma: float, penalty: float) -> float:
-        val = self.eval_misfit(phi, self.val) if len(self.val) else train
+    def _record(self, epoch: int, phi: np.ndarray, train: float, gamma: float, penalty: float,
+                val: float | None = None) -> float:
+        if val is None:
+            val = self.eval_misfit(phi, self.val) if len(self.val) else train
         row = {"epoch": epoch, "train_loss": train, "val_loss": val, "penalty": penalty, "gamma": gamma,
                "wall_s": time.perf_counter() - self._t0}
         row.update({k: float(v) for k, v in zip(self.names, phi)})
@@ -188,17 +201,21 @@ class Calibration:
         for epoch in range(self.s.epochs):
             gamma = gamma_schedule(epoch, self.s.epochs, self.s.gamma_max, self.s.gamma_min)
             phi_epoch = (self.phi0 * W).detach().numpy().copy()
-            losses, pens = [], []
-            for points in self._batches(rng):
+            losses, pens, val = [], [], None
+            batches = self._batches(rng)
+            for points in batches:
                 opt.zero_grad()
-                loss, m, pen = self.total_loss(self.phi0 * W, points, gamma)
+                if len(batches) == 1:
+                    loss, m, pen, val = self.loss_and_val(self.phi0 * W, gamma)
+                else:
+                    loss, m, pen = self.total_loss(self.phi0 * W, points, gamma)
                 loss.backward()
                 opt.step()
                 losses.append(m.item() * len(points))
                 pens.append(pen.item())
             decay.step()
             train = sum(losses) / len(self.train)
-            val = self._record(epoch, phi_epoch, train, gamma, pens[0])
+            val = self._record(epoch, phi_epoch, train, gamma, pens[0], val)
             bar.set_postfix(train=f"{train:.4g}", val=f"{val:.4g}")
             bar.update(1)
 
@@ -218,13 +235,13 @@ class Calibration:
                 raise _BudgetSpent
             opt.zero_grad()
             phi = self.phi0 * W
-            loss, m, pen = self.total_loss(phi, self.train, gamma)
+            loss, m, pen, val = self.loss_and_val(phi, gamma)
             if not torch.isfinite(loss):  # a trial step left the model's domain: reject it
                 W.grad = torch.zeros_like(W)
                 return torch.tensor(worst[0] if worst[0] is not None else 1e30, dtype=torch.float64)
             loss.backward()
             worst[0] = max(worst[0] or 0.0, 1e3 * loss.item())
-            val = self._record(len(self.history), phi.detach().numpy().copy(), m.item(), gamma, pen.item())
+            val = self._record(len(self.history), phi.detach().numpy().copy(), m.item(), gamma, pen.item(), val)
             bar.set_postfix(train=f"{m.item():.4g}", val=f"{val:.4g}")
             bar.update(1)
             return loss

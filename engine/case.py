@@ -7,11 +7,14 @@ validated :class:`Case` travels downstream; ``Case.resolved`` is the dictionary 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 MODELS = ("elastic", "csuh", "mcc", "ime", "dem")
 KINEMATICS = ("plane_strain", "plane_stress", "3d")
@@ -294,19 +297,20 @@ def _array(data: dict, key: str, where: str) -> list:
 
 def _material(data: Any, where: str, base_dir: Path) -> dict:
     """``[material]``: ``model``, ``density`` and the model's keys, given flat or in a sub-table named
-    after the model (``[material.csuh]``, ``[material.elastic]`` ...). Sub-tables of the models not
-    selected are kept for ``--set material.model=...`` and otherwise ignored."""
+    after the model (``[material.csuh]``, ``[material.elastic]`` ...); a flat key wins over the same
+    key in the sub-table (so ``--set material.tol=...`` works whatever the file uses). Sub-tables of
+    the models not selected are kept for ``--set material.model=...`` and otherwise ignored."""
     if not isinstance(data, dict):
         raise CaseError(f"{where}: [material] must be a table")
     flat = {k: v for k, v in data.items() if not (k in MODELS and isinstance(v, dict))}
     table = _Table(flat, where, "material")
     model = table.get("model", MODELS)
     table.get("density", float, check=lambda v: v > 0, allowed="> 0 kg/m^3")
-    keys = {k: v for k, v in flat.items() if k not in ("model", "density")}
+    flat_keys = {k: v for k, v in flat.items() if k not in ("model", "density")}
     sub = data.get(model, {})
-    for k in set(keys) & set(sub):
-        raise CaseError(f"{where}: material.{k} is given both in [material] and [material.{model}]")
-    keys.update(sub)
+    for k in sorted(set(flat_keys) & set(sub)):
+        log.info("%s: material.%s = %r overrides [material.%s] %s = %r", where, k, flat_keys[k], model, k, sub[k])
+    keys = {**sub, **flat_keys}
     resolved = dict(table.resolved)
     if model == "elastic":
         t = _Table(keys, where, "material")

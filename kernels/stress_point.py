@@ -367,17 +367,33 @@ class StressPathBatch(_Common):
         for i, t in w:
             self.loss[None] += (w[i, t] * self.sig_hist[i, t + 1]).sum()
 
-    def gradient(self, weights: np.ndarray) -> tuple[float, np.ndarray]:
+    def gradient(self, weights: np.ndarray, recompute: bool = True) -> tuple[float, np.ndarray]:
         """Loss = sum(weights * stress) (weights (n_points, n_steps, 3, 3), per Pa) and its gradient
-        with respect to the parameters (``param_names`` order), by Taichi reverse-mode autodiff."""
+        with respect to the parameters (``param_names`` order), by Taichi reverse-mode autodiff.
+
+        ``recompute=False`` reuses the history of the last :meth:`forward` (same strain and
+        parameters, which the caller guarantees) instead of running it again.
+        """
         if self._w is None:
             self._w = ti.Matrix.field(3, 3, self.real, shape=(self.n_points, self.n_steps))
         self._w.from_numpy(np.asarray(weights, dtype=self.np_real))
         self.loss[None] = 0.0
-        with ti.ad.Tape(loss=self.loss):
+        if recompute:
             self.forward()
-            self._weighted_loss(self._w)
+        self._weighted_loss(self._w)
+        self._reverse()
         return float(self.loss[None]), self.params.grad.to_numpy().astype(float)
+
+    def _reverse(self) -> None:
+        """The reverse sweep ``ti.ad.Tape`` would replay for ``forward(); _weighted_loss()``: the
+        kernels' adjoints in reverse launch order, reading the stored history."""
+        for f in (self.sig_hist, self.st_hist, self.params):
+            f.grad.fill(0.0)
+        self.loss.grad[None] = 1.0
+        self._weighted_loss.grad(self._w)
+        for t in reversed(range(self.n_steps)):
+            self._step.grad(t, self.nb)
+        self._init_path.grad()
 
     def weighted_loss(self, weights: np.ndarray) -> float:
         """The loss of :meth:`gradient` without gradients (for finite differences)."""

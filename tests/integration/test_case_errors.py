@@ -51,8 +51,8 @@ def test_model_switch_and_elastic_keys(tmp_path):
     r = run_cli(BIAXIAL, "--set", "run.steps=2", "--set", "material.model='elastic'",
                 "--set", "material.elastic.lode='exp'", "--out", tmp_path / "r2")
     assert r.returncode == 2 and "unknown key material.lode" in r.stderr
-    r = run_cli(BIAXIAL, "--set", "run.steps=2", "--set", "material.delta_r=0.01", "--out", tmp_path / "r3")
-    assert r.returncode == 2 and "given both in [material] and [material.csuh]" in r.stderr
+    r = run_cli(BIAXIAL, "--set", "run.steps=2", "--set", "material.delta_r=-0.5", "--out", tmp_path / "r3")
+    assert r.returncode == 2 and "material.delta_r" in r.stderr     # the flat key wins over [material.csuh]
 
 
 def test_unknown_section_and_missing_file(tmp_path):

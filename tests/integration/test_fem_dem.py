@@ -69,7 +69,7 @@ def test_resume_dem_bit_for_bit(dem_run, tmp_path):
 
 def test_cap_stops_the_run_naming_the_gauss_point(tmp_path):
     out = tmp_path / "r"
-    r = engine("run", CASE, "--set", "run.steps=5", "--set", "material.dem.tol=1e-9", "--set", "material.dem.cap=10",
+    r = engine("run", CASE, "--set", "run.steps=5", "--set", "material.tol=1e-9", "--set", "material.cap=10",
                "--out", out, "--no-progress")
     assert r.returncode == 3, r.stderr
     assert "did not reach equilibrium within material.cap = 10" in r.stderr and "Gauss point" in r.stderr
