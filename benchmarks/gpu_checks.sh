@@ -16,7 +16,7 @@ run python3 -m pytest -q -p no:cacheprovider --arch cuda tests/unit/test_dem_rve
     tests/verification/test_patch.py tests/unit/test_calibrate.py
 run python3 benchmarks/fem_elastic.py --arch cuda --fp f32 --steps 500
 run python3 benchmarks/fem_elastic.py --arch cuda --fp f64 --steps 500
-run python3 benchmarks/dem_rve.py --arch cuda --fp f32 --dim 2 --cells 552 --steps 200
+run python3 benchmarks/dem_rve.py --arch cuda --fp f32 --dim 2 --cells 484 --steps 200
 run python3 benchmarks/dem_rve.py --arch cuda --fp f32 --dim 3 --cells 8192 --steps 50
 # FEM-DEM at paper scale, a few macro steps to extrapolate the wall time of the full runs
 run python3 -m engine.cli run cases/strip_footing.toml --set "material.model='dem'" --set run.steps=10 \
