@@ -21,11 +21,15 @@ piecewise-constant velocity gradients ``L`` with the same time step (f64).
   relative difference, the largest deviation of YADE's (and the engine's) lateral stress from
   ``p0``, and the stress difference ``max |sigma_e - sigma_y| / max(p0, p_y)``.
 
+- ``spread`` (``--noises``, ``--seed``): both codes closed loop (the engine's servo) from the
+  packing with positions moved by each given number of mean radii: the sample spread of each code.
+
 YADE runs headless (``yade -n -x``), one thread. ``--cases`` selects cases, ``--packing`` another
 packing file, ``--keep DIR`` keeps the schedules and YADE outputs.
 """
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -278,11 +282,85 @@ def triaxial_case(packing, axial_strain=0.04, strain_per_step=1e-6, p0=100e3, n_
     return out
 
 
+def _servo_settings(p, dim, rate, p0, every=5, kappa=0.1, max_rate=1e-3):
+    """rve_schedule.py closed-loop settings equal to ``engine.rve.triaxial``'s servo for packing ``p``."""
+    from engine import rve
+
+    cells = rve.cells_from_packings([p], 1)
+    ax = dim - 1
+    mask = np.zeros((3, 3), int)
+    mask[:dim, :dim] = 1
+    mask[ax, ax] = 0
+    gain = kappa * p0 / float(rve.voigt_moduli(cells).max())
+    L0 = np.zeros((1, 3, 3))
+    L0[0, ax, ax] = -rate
+    return L0, dict(servo_every=every, servo_mask=mask, servo_gain=gain, servo_ki=0.1 * gain,
+                    servo_max_rate=max_rate, servo_p0=p0)
+
+
+def spread_case(packing, noises, axial_strain=0.04, strain_per_step=1e-6, p0=100e3, n_out=100,
+                workdir=None, seed=0):
+    """Both codes, each closed loop (the engine's servo), from the packing with positions moved
+    by ``noise`` mean radii (normal random, ``seed``) for each ``noise`` in ``noises`` (0: as
+    saved): the sample-to-sample spread of each code along the biaxial/triaxial path, to judge
+    whether an engine-YADE difference is systematic. Returns a dict of figures (peak q/p of each
+    run, mean and spread per code)."""
+    from dataclasses import replace
+
+    from engine import rve
+    from engine.packing import load_packing
+
+    packing = Path(packing).resolve()
+    p = load_packing(packing)
+    dim, ax = p.dim, p.dim - 1
+    dt = float(rve.cells_from_packings([p], 1).dt.to_numpy()[0])
+    rate = strain_per_step / dt
+    runs = []
+    with np.load(packing) as z:
+        raw = {k: z[k] for k in z.files}
+    for noise in noises:
+        rng = np.random.default_rng(seed)
+        pos = p.pos + noise * p.radius.mean() * rng.standard_normal(p.pos.shape)
+        t0 = time.perf_counter()
+        c = rve.triaxial([replace(p, pos=pos)], axial_strain, rate, p0, n_out=n_out)["cells"][0]
+        t_eng = time.perf_counter() - t0
+        re = c["q"] / c["p"]
+        total = int(math.ceil(axial_strain / strain_per_step))
+        rec_every = max(5, total // n_out // 5 * 5)
+        L0, servo = _servo_settings(replace(p, pos=pos), dim, rate, p0)
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            wd = Path(workdir or tmp)
+            pk = wd / "packing_perturbed.npz"
+            np.savez(pk, **{**raw, "pos": pos})
+            y = run_yade_schedule(pk, dt, L0, [total], np.arange(0, total + 1, rec_every), wd,
+                                  servo=servo)
+        t_y = time.perf_counter() - t0
+        sy = _sym(y["stress"][:, :dim, :dim])
+        hy = y["cell"][:, :dim, :dim]
+        py, qy = rve.p_q(sy, dim)
+        ry = qy / py
+        ea_y = 1.0 - hy[:, ax, ax] / hy[0, ax, ax]
+        ie, iy = int(np.argmax(re)), int(np.argmax(ry))
+        runs.append({"noise": noise, "peak_qp_engine": float(re[ie]), "eps_a_peak_engine": float(c["eps_a"][ie]),
+                     "qp_end_engine": float(re[-1]), "eps_v_end_engine": float(c["eps_v"][-1]),
+                     "peak_qp_yade": float(ry[iy]), "eps_a_peak_yade": float(ea_y[iy]),
+                     "qp_end_yade": float(ry[-1]), "eps_v_end_yade": float(_eps_v(hy, dim)[-1]),
+                     "engine_s": round(t_eng, 1), "yade_s": round(t_y, 1)})
+        print(json.dumps({"case": "spread_run", **runs[-1]}), file=sys.stderr, flush=True)
+    pe = np.array([r["peak_qp_engine"] for r in runs])
+    py_ = np.array([r["peak_qp_yade"] for r in runs])
+    return {"case": "spread", "dim": dim, "packing": packing.name, "particles": p.n, "runs": runs,
+            "peak_engine_mean": float(pe.mean()), "peak_engine_std": float(pe.std(ddof=1)) if len(pe) > 1 else None,
+            "peak_yade_mean": float(py_.mean()), "peak_yade_std": float(py_.std(ddof=1)) if len(py_) > 1 else None,
+            "peak_mean_rel_diff": float((pe.mean() - py_.mean()) / py_.mean())}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dim", type=int, choices=(2, 3), default=2)
     ap.add_argument("--packing", default=None, help="packing .npz (default: the paper-size one)")
-    ap.add_argument("--cases", default="isotropic,triaxial", help="comma-separated: isotropic,triaxial")
+    ap.add_argument("--cases", default="isotropic,triaxial", help="comma-separated: isotropic,triaxial,spread")
     ap.add_argument("--iso-strain", type=float, default=1e-3, help="volumetric strain of the compression")
     ap.add_argument("--iso-steps", type=int, default=1000)
     ap.add_argument("--iso-relax", type=int, default=2000)
@@ -292,6 +370,9 @@ def main(argv=None):
     ap.add_argument("--noise", type=float, default=0.0,
                     help="also run the engine's triaxial from positions moved by this many mean "
                          "radii (e.g. 1e-10): the engine against itself, the chaotic floor")
+    ap.add_argument("--noises", default="0,1e-10,1e-8,1e-6",
+                    help="case spread: comma-separated position perturbations (mean radii)")
+    ap.add_argument("--seed", type=int, default=0, help="case spread: seed of the perturbations")
     ap.add_argument("--keep", default=None, help="directory to keep the schedules and YADE outputs in")
     a = ap.parse_args(argv)
 
@@ -310,6 +391,9 @@ def main(argv=None):
         elif case == "triaxial":
             r = triaxial_case(packing, a.axial_strain, a.strain_per_step, a.p0, workdir=wd,
                               noise=a.noise)
+        elif case == "spread":
+            r = spread_case(packing, [float(s) for s in a.noises.split(",")], a.axial_strain,
+                            a.strain_per_step, a.p0, workdir=wd, seed=a.seed)
         else:
             raise SystemExit(f"--cases: unknown case {case!r}")
         print(json.dumps(r), flush=True)
