@@ -19,61 +19,21 @@ threads, ``yade -jN``), ``contacts`` (real interactions at the end), ``yade`` (v
 """
 import json
 import math
+import os
 import sys
 import time
 
 import numpy as np
 from yade import O, utils  # noqa: F401 (yade's builtins provide the engine classes)
-from yade import (ForceResetter, FrictMat, InsertionSortCollider, Bo1_Sphere_Aabb, InteractionLoop,
-                  Ig2_Sphere_Sphere_ScGeom, Ip2_FrictMat_FrictMat_FrictPhys,
-                  Law2_ScGeom_FrictPhys_CundallStrack, NewtonIntegrator, Matrix3, Vector3)
+from yade import Matrix3
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "..", "tests", "verification", "yade"))
+from yade_scene import load_scene  # noqa: E402
 
 pack_path, spec_path, out_path = sys.argv[1:4]
-z = np.load(pack_path)
+scene = load_scene(pack_path)
+z, dim, rad = scene["z"], scene["dim"], scene["radius"]
 spec = json.load(open(spec_path))
-dim = int(z["dim"])
-cell = np.asarray(z["cell"], float)
-pos = np.asarray(z["pos"], float)
-rad = np.asarray(z["radius"], float)
-t = float(z["thickness"]) if "thickness" in z else 0.1
-rho = float(z["density"])
-
-O.periodic = True
-h = np.eye(3)
-h[:dim, :dim] = cell
-if dim == 2:
-    h[2, 2] = t
-O.cell.hSize = Matrix3(*h.reshape(-1))
-mat = O.materials.append(FrictMat(young=float(z["young"]), poisson=float(z["poisson"]),
-                                  frictionAngle=float(z["friction"]), density=rho))
-for p, r in zip(pos, rad):
-    c = np.zeros(3)
-    c[:dim] = p
-    if dim == 2:
-        c[2] = 0.5 * t
-    b = utils.sphere(Vector3(*c), float(r), material=mat)
-    if dim == 2:
-        b.state.blockedDOFs = "zXY"
-        m = rho * math.pi * r * r * t
-        b.state.mass = m
-        b.state.inertia = Vector3(1, 1, 1) * (0.5 * m * r * r)
-    O.bodies.append(b)
-
-O.engines = [ForceResetter(), InsertionSortCollider([Bo1_Sphere_Aabb()]),
-             InteractionLoop([Ig2_Sphere_Sphere_ScGeom()], [Ip2_FrictMat_FrictMat_FrictPhys()],
-                             [Law2_ScGeom_FrictPhys_CundallStrack()]),
-             NewtonIntegrator(damping=float(z["damping"]))]
-
-O.dt = 1e-30
-O.step()
-if "c_ids" in z and len(z["c_ids"]):
-    for (i, j), f in zip(np.asarray(z["c_ids"], int), np.asarray(z["c_fs"], float)):
-        inter = O.interactions[int(i), int(j)]
-        if inter is None or not inter.isReal:
-            continue
-        v = np.zeros(3)
-        v[:dim] = f
-        inter.phys.shearForce = Vector3(*((1.0 if inter.id1 == int(i) else -1.0) * v))
 O.dt = float(spec["dt"])
 O.cell.velGrad = Matrix3(*np.asarray(spec["L"], float).reshape(-1))
 

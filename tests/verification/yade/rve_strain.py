@@ -15,68 +15,20 @@ final contacts. FINAL_PACKING.npz, if given, is the final state written by YADE 
 packing format with the contact state (unwrapped positions, as YADE stores them).
 """
 import json
-import math
+import os
 import sys
 
 import numpy as np
 from yade import O, utils  # noqa: F401 (yade's builtins provide the engine classes)
-from yade import (ForceResetter, FrictMat, InsertionSortCollider, Bo1_Sphere_Aabb, InteractionLoop,
-                  Ig2_Sphere_Sphere_ScGeom, Ip2_FrictMat_FrictMat_FrictPhys,
-                  Law2_ScGeom_FrictPhys_CundallStrack, NewtonIntegrator, Matrix3, Vector3)
+from yade import Matrix3
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))  # yade -x: argv[0] is this script
+from yade_scene import load_scene  # noqa: E402
 
 pack_path, spec_path, out_path = sys.argv[1:4]
-z = np.load(pack_path)
+scene = load_scene(pack_path)
+z, dim, rho, rad, t = scene["z"], scene["dim"], scene["density"], scene["radius"], scene["thickness"]
 spec = json.load(open(spec_path))
-dim = int(z["dim"])
-cell = np.asarray(z["cell"], float)
-pos = np.asarray(z["pos"], float)
-rad = np.asarray(z["radius"], float)
-t = float(z["thickness"]) if "thickness" in z else 0.1
-rho = float(z["density"])
-
-O.periodic = True
-h = np.eye(3)
-h[:dim, :dim] = cell
-if dim == 2:
-    h[2, 2] = t
-O.cell.hSize = Matrix3(*h.reshape(-1))
-mat = O.materials.append(FrictMat(young=float(z["young"]), poisson=float(z["poisson"]),
-                                  frictionAngle=float(z["friction"]), density=rho))
-for p, r in zip(pos, rad):
-    c = np.zeros(3)
-    c[:dim] = p
-    if dim == 2:
-        c[2] = 0.5 * t
-    b = utils.sphere(Vector3(*c), float(r), material=mat)
-    if dim == 2:
-        b.state.blockedDOFs = "zXY"
-        m = rho * math.pi * r * r * t
-        b.state.mass = m
-        b.state.inertia = Vector3(1, 1, 1) * (0.5 * m * r * r)
-    O.bodies.append(b)
-
-newton = NewtonIntegrator(damping=float(z["damping"]))
-O.engines = [ForceResetter(), InsertionSortCollider([Bo1_Sphere_Aabb()]),
-             InteractionLoop([Ig2_Sphere_Sphere_ScGeom()], [Ip2_FrictMat_FrictMat_FrictPhys()],
-                             [Law2_ScGeom_FrictPhys_CundallStrack()]),
-             newton]
-
-# create the interactions with a step of negligible length, then restore the shear forces
-O.dt = 1e-30
-O.step()
-if "c_ids" in z and len(z["c_ids"]):
-    fs = np.asarray(z["c_fs"], float)
-    missing = 0
-    for (i, j), f in zip(np.asarray(z["c_ids"], int), fs):
-        inter = O.interactions[int(i), int(j)]
-        if inter is None or not inter.isReal:
-            missing += 1
-            continue
-        v = np.zeros(3)
-        v[:dim] = f
-        sign = 1.0 if inter.id1 == int(i) else -1.0
-        inter.phys.shearForce = Vector3(*(sign * v))
-    print("restored shear forces; missing", missing)
 O.dt = float(spec["dt"])
 
 rec = {"steps": [], "stress": [], "unbalanced": [], "cell": []}
