@@ -13,9 +13,7 @@ import argparse
 import json
 import time
 
-import numpy as np
 import taichi as ti
-import torch
 
 from engine import runtime
 

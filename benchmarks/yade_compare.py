@@ -181,17 +181,23 @@ def _qp_compare(sa, sb, ea, dim, p0):
             "eps_a_diff_1e-3": float(ea[np.argmax(err > 1e-3)]) if (err > 1e-3).any() else None}
 
 
-def triaxial_case(packing, axial_strain=0.04, strain_per_step=1e-6, p0=100e3, n_out=200,
-                  workdir=None, noise=0.0):
-    """The engine's drained biaxial/triaxial test replayed in YADE; returns a dict of figures."""
+def _loading(packing, strain_per_step: float):
+    """The packing's path and contents, its dimension, axial axis, time step and the axial rate (1/s)."""
     from engine import rve
     from engine.packing import load_packing
 
     packing = Path(packing).resolve()
     p = load_packing(packing)
-    dim, ax = p.dim, p.dim - 1
     dt = float(rve.cells_from_packings([p], 1).dt.to_numpy()[0])
-    rate = strain_per_step / dt
+    return packing, p, p.dim, p.dim - 1, dt, strain_per_step / dt
+
+
+def triaxial_case(packing, axial_strain=0.04, strain_per_step=1e-6, p0=100e3, n_out=200,
+                  workdir=None, noise=0.0):
+    """The engine's drained biaxial/triaxial test replayed in YADE; returns a dict of figures."""
+    from engine import rve
+
+    packing, p, dim, ax, dt, rate = _loading(packing, strain_per_step)
     rec = []
     t0 = time.perf_counter()
     res = rve.triaxial([p], axial_strain, rate, p0, n_out=n_out, record=rec)
@@ -308,13 +314,8 @@ def spread_case(packing, noises, axial_strain=0.04, strain_per_step=1e-6, p0=100
     from dataclasses import replace
 
     from engine import rve
-    from engine.packing import load_packing
 
-    packing = Path(packing).resolve()
-    p = load_packing(packing)
-    dim, ax = p.dim, p.dim - 1
-    dt = float(rve.cells_from_packings([p], 1).dt.to_numpy()[0])
-    rate = strain_per_step / dt
+    packing, p, dim, ax, dt, rate = _loading(packing, strain_per_step)
     runs = []
     with np.load(packing) as z:
         raw = {k: z[k] for k in z.files}

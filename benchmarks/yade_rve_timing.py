@@ -24,7 +24,7 @@ import sys
 import time
 
 import numpy as np
-from yade import O, utils  # noqa: F401 (yade's builtins provide the engine classes)
+from yade import O  # noqa: F401 (importing yade sets up its builtins)
 from yade import Matrix3
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "..", "tests", "verification", "yade"))
