@@ -29,7 +29,6 @@ packing file, ``--keep DIR`` keeps the schedules and YADE outputs.
 """
 import argparse
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -323,10 +322,11 @@ def spread_case(packing, noises, axial_strain=0.04, strain_per_step=1e-6, p0=100
         rng = np.random.default_rng(seed)
         pos = p.pos + noise * p.radius.mean() * rng.standard_normal(p.pos.shape)
         t0 = time.perf_counter()
-        c = rve.triaxial([replace(p, pos=pos)], axial_strain, rate, p0, n_out=n_out)["cells"][0]
+        res = rve.triaxial([replace(p, pos=pos)], axial_strain, rate, p0, n_out=n_out)
+        c = res["cells"][0]
         t_eng = time.perf_counter() - t0
         re = c["q"] / c["p"]
-        total = int(math.ceil(axial_strain / strain_per_step))
+        total = int(res["steps"])            # YADE runs as many steps, so both end at the same strain
         rec_every = max(5, total // n_out // 5 * 5)
         L0, servo = _servo_settings(replace(p, pos=pos), dim, rate, p0)
         t0 = time.perf_counter()
