@@ -13,6 +13,8 @@ from xml.sax.saxutils import quoteattr
 import meshio
 import numpy as np
 
+from engine.element import invariants as stress_invariants
+
 MESHIO_TYPE = {3: "triangle", 8: "hexahedron"}
 
 
@@ -22,9 +24,7 @@ def invariants(stress: np.ndarray, strain: np.ndarray) -> dict[str, np.ndarray]:
     p = -tr(sigma)/3 (Pa), q = sqrt(3/2 s:s) (Pa), eps_v = -tr(eps), eps_s = sqrt(2/3 e:e).
     """
     eye = np.eye(3)
-    p = -np.trace(stress, axis1=-2, axis2=-1) / 3.0
-    s = stress + p[..., None, None] * eye
-    q = np.sqrt(1.5 * np.einsum("...ij,...ij->...", s, s))
+    p, q = stress_invariants(stress)
     ev = np.trace(strain, axis1=-2, axis2=-1)
     e = strain - ev[..., None, None] / 3.0 * eye
     es = np.sqrt(2.0 / 3.0 * np.einsum("...ij,...ij->...", e, e))

@@ -20,6 +20,7 @@ import numpy as np
 import taichi as ti
 
 from engine import runtime
+from engine.element import invariants as element_invariants
 from engine.packing import Packing, PackingError, consolidate
 from kernels.periodic_cell import PeriodicCells
 
@@ -300,12 +301,10 @@ def p_q(stress: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
     difference of the in-plane principal stresses, ``sqrt((s11 - s22)^2 + 4 s12^2)``.
     """
     s = 0.5 * (stress + np.swapaxes(stress, -1, -2))
-    p = -np.trace(s, axis1=-2, axis2=-1) / dim
-    if dim == 2:
-        q = np.sqrt((s[..., 0, 0] - s[..., 1, 1]) ** 2 + 4.0 * s[..., 0, 1] ** 2)
-    else:
-        dev = s + p[..., None, None] * np.eye(3)
-        q = np.sqrt(1.5 * (dev**2).sum(axis=(-2, -1)))
+    if dim == 3:
+        return element_invariants(s)
+    p = -np.trace(s, axis1=-2, axis2=-1) / 2.0
+    q = np.sqrt((s[..., 0, 0] - s[..., 1, 1]) ** 2 + 4.0 * s[..., 0, 1] ** 2)
     return p, q
 
 
@@ -340,26 +339,6 @@ def drive_increments(batch: RVEBatch, incs: np.ndarray, progress=None) -> dict:
     hits = int(out["capped"].sum())
     if hits:
         log.warning("relaxation cap hit %d times (cell-increments) along the paths", hits)
-    return out
-
-
-def strain_history(batch: RVEBatch, strains: np.ndarray, progress=None) -> np.ndarray:
-    """Drive ``batch`` along total strain histories ``strains`` (n_cells, n_steps, 3, 3).
-
-    Tension positive, from the initial state; increments are their differences. Returns the
-    stresses (n_cells, n_steps, 3, 3) in Pa, tension positive (2D: zero out of plane).
-    """
-    dim = batch.dim
-    e = strains[:, :, :dim, :dim]
-    incs = np.diff(e, axis=1, prepend=np.zeros_like(e[:, :1]))
-    return _sym3_path(drive_increments(batch, incs, progress)["stress"])
-
-
-def _sym3_path(sig: np.ndarray) -> np.ndarray:
-    """(n, t, dim, dim) -> (n, t, 3, 3) with zeros out of plane."""
-    n, t, dim = sig.shape[:3]
-    out = np.zeros((n, t, 3, 3))
-    out[:, :, :dim, :dim] = sig
     return out
 
 
