@@ -15,7 +15,7 @@ import time
 
 import taichi as ti
 
-from engine import runtime
+from kernels import runtime
 
 START = {"kappa": 0.05, "lambda": 0.11, "N": 2.2, "Z": 0.75, "m": 1.4, "nu": 0.25, "e0": 0.6, "M": 1.5}
 

@@ -70,8 +70,9 @@ def main(argv=None):
 
     import taichi as ti
 
-    from engine import runtime, rve
-    from engine.packing import load_packing
+    from kernels import runtime
+    from kernels import packing as kpacking
+    from kernels.packing import load_packing
 
     kw = {} if a.threads is None else {"cpu_max_num_threads": a.threads}
     used = runtime.init(arch=a.arch, fp=a.fp, **kw)
@@ -79,7 +80,7 @@ def main(argv=None):
     packing = Path(a.packing or ROOT / "assets" / "packings" / DEFAULT[a.dim]).resolve()
     p = load_packing(packing)
     t0 = time.perf_counter()
-    cells = rve.cells_from_packings([p], a.cells)
+    cells = kpacking.cells_from_packings([p], a.cells)
     build = time.perf_counter() - t0
     dt = cells.dt.to_numpy()
     L = np.zeros((a.cells, a.dim, a.dim))

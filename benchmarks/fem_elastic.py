@@ -12,7 +12,7 @@ from pathlib import Path
 
 import taichi as ti
 
-from engine import runtime
+from kernels import runtime
 from engine.case import load_case
 from engine.model import build
 

@@ -87,13 +87,14 @@ def _path_err(se, sy, p0):
 
 def isotropic(packing, strain=1e-3, steps=1000, relax=2000, every=50, workdir=None):
     """Same isotropic compression then relaxation in both codes; returns a dict of figures."""
-    from engine import runtime, rve
-    from engine.packing import load_packing
+    from engine import runtime
+    from kernels import packing as kpacking
+    from kernels.packing import load_packing
 
     packing = Path(packing).resolve()
     p = load_packing(packing)
     dim = p.dim
-    cells = rve.cells_from_packings([p], 1)
+    cells = kpacking.cells_from_packings([p], 1)
     dt = float(cells.dt.to_numpy()[0])
     L = -(strain / (dim * steps * dt)) * np.eye(dim)
     t0 = time.perf_counter()
@@ -144,11 +145,12 @@ def engine_replay(p, Ls, steps, rec_steps, perturb=0.0, seed=0):
     the stress (records, dim, dim) at the step counts ``rec_steps``."""
     from dataclasses import replace
 
-    from engine import runtime, rve
+    from engine import runtime
+    from kernels import packing as kpacking
 
     rng = np.random.default_rng(seed)
     q = replace(p, pos=p.pos + perturb * p.radius.mean() * rng.standard_normal(p.pos.shape))
-    cells = rve.cells_from_packings([q], 1)
+    cells = kpacking.cells_from_packings([q], 1)
     want = set(int(k) for k in rec_steps)
     out, done = [], 0
     cells.measure()
@@ -167,10 +169,10 @@ def engine_replay(p, Ls, steps, rec_steps, perturb=0.0, seed=0):
 
 def _qp_compare(sa, sb, ea, dim, p0):
     """Figures of path ``sa`` against path ``sb`` (stresses (n, dim, dim)) over axial strains ``ea``."""
-    from engine import rve
+    from materials import invariants
 
-    pa, qa = rve.p_q(sa, dim)
-    pb, qb = rve.p_q(sb, dim)
+    pa, qa = invariants.p_q_cell(sa, dim)
+    pb, qb = invariants.p_q_cell(sb, dim)
     ra, rb = qa / pa, qb / pb
     to1 = ea <= 0.01 + 1e-12
     err = _path_err(sa, sb, p0)
@@ -182,12 +184,12 @@ def _qp_compare(sa, sb, ea, dim, p0):
 
 def _loading(packing, strain_per_step: float):
     """The packing's path and contents, its dimension, axial axis, time step and the axial rate (1/s)."""
-    from engine import rve
-    from engine.packing import load_packing
+    from kernels import packing as kpacking
+    from kernels.packing import load_packing
 
     packing = Path(packing).resolve()
     p = load_packing(packing)
-    dt = float(rve.cells_from_packings([p], 1).dt.to_numpy()[0])
+    dt = float(kpacking.cells_from_packings([p], 1).dt.to_numpy()[0])
     return packing, p, p.dim, p.dim - 1, dt, strain_per_step / dt
 
 
@@ -195,6 +197,8 @@ def triaxial_case(packing, axial_strain=0.04, strain_per_step=1e-6, p0=100e3, n_
                   workdir=None, noise=0.0):
     """The engine's drained biaxial/triaxial test replayed in YADE; returns a dict of figures."""
     from engine import rve
+    from kernels import packing as kpacking, rve_batch
+    from materials import invariants
 
     packing, p, dim, ax, dt, rate = _loading(packing, strain_per_step)
     rec = []
@@ -218,7 +222,7 @@ def triaxial_case(packing, axial_strain=0.04, strain_per_step=1e-6, p0=100e3, n_
     assert len(sy) == n_rows, (len(sy), n_rows)
     hy = y["cell"][:, :dim, :dim]
     se = c["stress"]
-    py, qy = rve.p_q(sy, dim)
+    py, qy = invariants.p_q_cell(sy, dim)
     pe, qe = c["p"], c["q"]
     rye, ryy = qe / pe, qy / py
     ea = c["eps_a"]
@@ -246,11 +250,11 @@ def triaxial_case(packing, axial_strain=0.04, strain_per_step=1e-6, p0=100e3, n_
             "eps_a_diff_1e-3": float(ea[np.argmax(err > 1e-3)]) if (err > 1e-3).any() else None,
             "engine_s": round(t_eng, 2), "yade_s": round(t_yade, 2)}
     # closed loop: YADE runs the engine's servo on its own stress (same gains, same intervals)
-    cells = rve.cells_from_packings([p], 1)
+    cells = kpacking.cells_from_packings([p], 1)
     mask = np.zeros((3, 3), int)
     mask[:dim, :dim] = 1
     mask[ax, ax] = 0
-    gain = 0.1 * p0 / float(rve.voigt_moduli(cells).max())   # triaxial(kappa=0.1)
+    gain = 0.1 * p0 / float(rve_batch.voigt_moduli(cells).max())   # triaxial(kappa=0.1)
     L0 = np.zeros((1, 3, 3))
     L0[0, ax, ax] = -rate
     t0 = time.perf_counter()
@@ -262,7 +266,7 @@ def triaxial_case(packing, axial_strain=0.04, strain_per_step=1e-6, p0=100e3, n_
     ss = _sym(ys["stress"][:, :dim, :dim])
     hs = ys["cell"][:, :dim, :dim]
     ea_s = 1.0 - hs[:, ax, ax] / hs[0, ax, ax]
-    ps, qs = rve.p_q(ss, dim)
+    ps, qs = invariants.p_q_cell(ss, dim)
     rys = qs / ps
     i_s = int(np.argmax(rys))
     lat_s = np.abs(-ss[:, lat, lat] - p0).max(axis=1) / p0
@@ -289,14 +293,14 @@ def triaxial_case(packing, axial_strain=0.04, strain_per_step=1e-6, p0=100e3, n_
 
 def _servo_settings(p, dim, rate, p0, every=5, kappa=0.1, max_rate=1e-3):
     """rve_schedule.py closed-loop settings equal to ``engine.rve.triaxial``'s servo for packing ``p``."""
-    from engine import rve
+    from kernels import packing as kpacking, rve_batch
 
-    cells = rve.cells_from_packings([p], 1)
+    cells = kpacking.cells_from_packings([p], 1)
     ax = dim - 1
     mask = np.zeros((3, 3), int)
     mask[:dim, :dim] = 1
     mask[ax, ax] = 0
-    gain = kappa * p0 / float(rve.voigt_moduli(cells).max())
+    gain = kappa * p0 / float(rve_batch.voigt_moduli(cells).max())
     L0 = np.zeros((1, 3, 3))
     L0[0, ax, ax] = -rate
     return L0, dict(servo_every=every, servo_mask=mask, servo_gain=gain, servo_ki=0.1 * gain,
@@ -313,6 +317,7 @@ def spread_case(packing, noises, axial_strain=0.04, strain_per_step=1e-6, p0=100
     from dataclasses import replace
 
     from engine import rve
+    from materials import invariants
 
     packing, p, dim, ax, dt, rate = _loading(packing, strain_per_step)
     runs = []
@@ -339,7 +344,7 @@ def spread_case(packing, noises, axial_strain=0.04, strain_per_step=1e-6, p0=100
         t_y = time.perf_counter() - t0
         sy = _sym(y["stress"][:, :dim, :dim])
         hy = y["cell"][:, :dim, :dim]
-        py, qy = rve.p_q(sy, dim)
+        py, qy = invariants.p_q_cell(sy, dim)
         ry = qy / py
         ea_y = 1.0 - hy[:, ax, ax] / hy[0, ax, ax]
         ie, iy = int(np.argmax(re)), int(np.argmax(ry))
@@ -377,7 +382,7 @@ def main(argv=None):
     ap.add_argument("--keep", default=None, help="directory to keep the schedules and YADE outputs in")
     a = ap.parse_args(argv)
 
-    from engine import runtime
+    from kernels import runtime
 
     runtime.init(arch="cpu", fp="f64")
     packing = Path(a.packing or ROOT / "assets" / "packings" / DEFAULT[a.dim])

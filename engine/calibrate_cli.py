@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from engine.runtime import ARCHS, PRECISIONS
+from kernels.runtime import ARCHS, PRECISIONS
 
 
 def _fail(message: str):
@@ -88,7 +88,7 @@ def calibrate(data_path, model, epochs, lr, lr_final, delta_r, lode, scheme, gam
     except ValueError as exc:
         _fail(str(exc))
 
-    from engine import runtime
+    from kernels import runtime
     from engine.dataset import read_dataset
 
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from engine.runtime import ARCHS, PRECISIONS
+from kernels.runtime import ARCHS, PRECISIONS
 
 
 def fail(message: str, code: int = 2):
@@ -41,7 +41,7 @@ def main(verbose):
               help="Continue the run in this folder from its latest checkpoint (raise run.steps with --set).")
 def run(case_file, overrides, out, arch, fp, progress, gui, field, resume_dir):
     """Run the boundary value problem of CASE_FILE (TOML), or continue one with --resume RUN_DIR."""
-    from engine import runtime
+    from kernels import runtime
     from engine.case import CaseError, load_case
     from engine.driver import Diverged, default_run_dir, load_run_case
     from engine.driver import run as run_case

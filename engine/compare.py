@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.recorders import invariants, read_curves
+from engine.recorders import read_curves
+from materials.invariants import stress_strain
 from engine.views import RunError, RunFolder, open_run, render
 
 
@@ -54,7 +55,7 @@ def loading_overlap(data_a: dict, data_b: dict, bins: int = 60) -> float:
     """Jaccard overlap of the occupied (p, q) bins of two datasets (see module docstring)."""
     pts = []
     for d in (data_a, data_b):
-        inv = invariants(d["stress"], d["strain"])
+        inv = stress_strain(d["stress"], d["strain"])
         pq = np.stack([inv["p"].ravel(), inv["q"].ravel()], axis=1)
         pts.append(pq[np.isfinite(pq).all(axis=1)])
     allpts = np.concatenate(pts)
@@ -145,7 +146,7 @@ def compare(paths: list, out: Path, field: str = "eps_s", points: list | None = 
         overlaps = {}
         fig, ax = plt.subplots(figsize=(5.5, 4.5))
         for lab, d, color in zip(labels, data, ["k", "C0", "C1", "C2"]):
-            inv = invariants(d["stress"], d["strain"])
+            inv = stress_strain(d["stress"], d["strain"])
             ax.scatter(inv["p"].ravel() / 1e3, inv["q"].ravel() / 1e3, s=1, alpha=0.3, color=color, label=lab)
         for lab, d in zip(labels[1:], data[1:]):
             overlaps[lab] = loading_overlap(data[0], d)

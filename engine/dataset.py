@@ -119,10 +119,10 @@ def read_dataset(path: str | Path) -> dict:
 
 def summary(data: dict) -> str:
     """Shapes and ranges of a dataset, as text."""
-    from engine.recorders import invariants
+    from materials.invariants import stress_strain
 
     n, rows = data["strain"].shape[:2]
-    inv = invariants(data["stress"], data["strain"])
+    inv = stress_strain(data["stress"], data["strain"])
     lines = [f"points: {n}, rows: {rows} (steps {int(data['step'][0])}..{int(data['step'][-1])}), "
              f"kinematics: {data['kinematics']}, p0: {data['p0']:.6g} Pa"]
     for key, unit in (("p", "Pa"), ("q", "Pa"), ("eps_v", "-"), ("eps_s", "-")):

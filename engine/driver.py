@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import __version__, runtime
+from engine import __version__
+from kernels import runtime
 from engine.case import Case, CaseError, apply_overrides, validate
 from engine.model import Model, boundary_arrays, build
 from engine.recorders import CurveWriter, VTKWriter, write_json

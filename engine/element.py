@@ -24,6 +24,8 @@ import logging
 
 import numpy as np
 
+from materials.invariants import p_q_3d
+
 log = logging.getLogger(__name__)
 
 TESTS = ("ctc", "ptc", "iso", "shear", "replay")
@@ -66,7 +68,7 @@ class MixedControl:
                  tol: float | None = None, max_iter: int = 25):
         import taichi as ti
 
-        from engine import runtime
+        from kernels import runtime
         from kernels.stress_point import make_material_batch
 
         self.m = n_free + 1
@@ -117,15 +119,6 @@ class MixedControl:
         return D[0], x
 
 
-def invariants(stress: np.ndarray):
-    """(p, q) compression positive, Pa, of tension-positive stresses (..., 3, 3)."""
-    sc = -np.asarray(stress)
-    p = np.trace(sc, axis1=-2, axis2=-1) / 3.0
-    s = sc - p[..., None, None] * np.eye(3)
-    q = np.sqrt(1.5 * np.sum(s * s, axis=(-2, -1)))
-    return p, q
-
-
 def run_test(model: str, test: str, p0: float = 100e3, eps: float = 0.2, steps: int = 2000,
              params: dict | None = None, options: dict | None = None) -> dict:
     """Run an element test; returns columns (numpy arrays, row 0 = initial state).
@@ -166,7 +159,7 @@ def run_test(model: str, test: str, p0: float = 100e3, eps: float = 0.2, steps: 
         strain[n + 1] = strain[n] + D
         stress[n + 1] = drv.sig
         record(n + 1)
-    p, q = invariants(stress)
+    p, q = p_q_3d(stress)
     cols = {"eps_a": -strain[:, ax, ax], "eps_v": -np.trace(strain, axis1=1, axis2=2), "p": p, "q": q, "e": e}
     if test == "shear":
         cols["gamma"] = 2.0 * strain[:, 0, 1]

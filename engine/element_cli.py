@@ -105,7 +105,7 @@ def element(model, test, p0, axial_strain, steps, params_file, sets, lode, lode_
     elif strain_file is not None:
         raise click.UsageError("--strain is only used with --test replay")
 
-    from engine import runtime
+    from kernels import runtime
 
     try:
         runtime.init(arch=arch, fp="f64")

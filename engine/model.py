@@ -43,8 +43,8 @@ def make_material(case: Case, n_points: int, kinematics: str, dim: int):
 
         return make_material_batch(m["model"], n_points, case.p0, m["params"], **m["options"])
     if m["model"] == "dem":
-        from engine.packing import PackingError, load_packing
-        from engine.rve import RVEBatch
+        from kernels.packing import PackingError, load_packing
+        from kernels.rve_batch import RVEBatch
 
         try:
             packings = [load_packing(p) for p in m["packing"]]

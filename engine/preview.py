@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from engine.recorders import invariants
+from materials.invariants import stress_strain
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def gauss_field(name: str, state: dict, ngp: int) -> np.ndarray | None:
     sig = state["stress"].reshape(-1, ngp, 3, 3).mean(axis=1)
     eps = state["strain"].reshape(-1, ngp, 3, 3).mean(axis=1)
     if name in ("p", "q", "eps_v", "eps_s"):
-        return invariants(sig, eps)[name]
+        return stress_strain(sig, eps)[name]
     if name[0] == "s" and len(name) == 3:
         i, j = ("xyz".index(name[1]), "xyz".index(name[2]))
         return sig[:, i, j]

@@ -13,22 +13,9 @@ from xml.sax.saxutils import quoteattr
 import meshio
 import numpy as np
 
-from engine.element import invariants as stress_invariants
+from materials.invariants import stress_strain
 
 MESHIO_TYPE = {3: "triangle", 8: "hexahedron"}
-
-
-def invariants(stress: np.ndarray, strain: np.ndarray) -> dict[str, np.ndarray]:
-    """Geotechnical (compression positive) invariants of tension-positive tensors (..., 3, 3).
-
-    p = -tr(sigma)/3 (Pa), q = sqrt(3/2 s:s) (Pa), eps_v = -tr(eps), eps_s = sqrt(2/3 e:e).
-    """
-    eye = np.eye(3)
-    p, q = stress_invariants(stress)
-    ev = np.trace(strain, axis1=-2, axis2=-1)
-    e = strain - ev[..., None, None] / 3.0 * eye
-    es = np.sqrt(2.0 / 3.0 * np.einsum("...ij,...ij->...", e, e))
-    return {"p": p, "q": q, "eps_v": -ev, "eps_s": es}
 
 
 class CurveWriter:
@@ -66,7 +53,7 @@ class VTKWriter:
         pad = lambda a: np.hstack([a, np.zeros((n, 3 - a.shape[1]))]) if a.shape[1] < 3 else a  # noqa: E731
         sig = stress.reshape(-1, ngp, 3, 3).mean(axis=1)
         eps = strain.reshape(-1, ngp, 3, 3).mean(axis=1)
-        inv = invariants(sig, eps)
+        inv = stress_strain(sig, eps)
         cell_data = {"stress": [sig.reshape(-1, 9)], "strain": [eps.reshape(-1, 9)]}
         cell_data.update({k: [val] for k, val in inv.items()})
         mesh = meshio.Mesh(self.points, self.cells,

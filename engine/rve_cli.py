@@ -18,7 +18,7 @@ def _fail(msg: str):
 
 
 def _init(arch: str, fp: str):
-    from engine import runtime
+    from kernels import runtime
 
     try:
         return runtime.init(arch=arch, fp=fp)
@@ -28,7 +28,7 @@ def _init(arch: str, fp: str):
 
 def _guard(fn):
     """Run ``fn``; expected errors become one line on stderr and exit status 2."""
-    from engine.packing import PackingError
+    from kernels.packing import PackingError
     from kernels.periodic_cell import CapacityError
 
     try:
@@ -73,7 +73,7 @@ def make(dim, n, dmin, dmax, p0, seed, young, poisson, friction, consolidation_f
     """Generate a random packing and consolidate it isotropically to p0."""
     import math
 
-    from engine.packing import consolidate, generate_packing
+    from kernels.packing import consolidate, generate_packing
 
     if Path(out).exists():
         _fail(f"{out} exists; refusing to overwrite")
@@ -111,7 +111,7 @@ _copies = click.option("--copies", type=int, default=1, show_default=True,
 
 
 def _load_packings(paths):
-    from engine.packing import load_packing
+    from kernels.packing import load_packing
 
     ps = [load_packing(p) for p in paths]
     if len({p.dim for p in ps}) != 1:
@@ -162,6 +162,8 @@ def strain(packing, strain, steps_per_increment, tol, cap, copies, out, arch, fp
     compression positive), unb, steps, capped (and cell, with several cells).
     """
     from engine import rve as rvemod
+    from kernels import rve_batch
+    from materials import invariants
 
     _check_out(out)
 
@@ -191,7 +193,7 @@ def strain(packing, strain, steps_per_increment, tol, cap, copies, out, arch, fp
     def run():
         n = len(ps) * copies
         dim = ps[0].dim
-        batch = rvemod.RVEBatch(ps, n, dim, steps_per_increment, tol, cap)
+        batch = rve_batch.RVEBatch(ps, n, dim, steps_per_increment, tol, cap)
         for note in batch.notes:
             click.echo(note, err=True)
         t0 = time.perf_counter()
@@ -200,7 +202,7 @@ def strain(packing, strain, steps_per_increment, tol, cap, copies, out, arch, fp
                                           progress=lambda t: bar.update(1))
         wall = time.perf_counter() - t0
         sig = res["stress"]
-        p, q = rvemod.p_q(sig, dim)
+        p, q = invariants.p_q_cell(sig, dim)
         blocks = [[(t + 1, *map(float, sig[c, t].ravel()), float(p[c, t]), float(q[c, t]),
                     float(res["unbalanced"][c, t]), int(res["steps"][c, t]), int(res["capped"][c, t]))
                    for t in range(len(inc))] for c in range(n)]

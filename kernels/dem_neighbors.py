@@ -27,7 +27,7 @@ any rebuild.
 """
 import taichi as ti
 
-from engine import runtime
+from kernels import runtime
 
 OVERFLOW_LIST = 0     # a particle had more neighbours than max_contacts_per_particle
 OVERFLOW_MIRROR = 1   # a list entry had no partner entry (follows from a list overflow)

@@ -2,7 +2,7 @@
 import numpy as np
 import taichi as ti
 
-from engine import runtime
+from kernels import runtime
 from materials import elastic
 
 

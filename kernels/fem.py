@@ -23,7 +23,7 @@ The reaction at a node is f_int - f_ext: the force that supports apply to the bo
 import numpy as np
 import taichi as ti
 
-from engine import runtime
+from kernels import runtime
 
 TRI_DN = np.array([[-1.0, -1.0], [1.0, 0.0], [0.0, 1.0]])
 HEX_NODES = np.array([[-1, -1, -1], [1, -1, -1], [1, 1, -1], [-1, 1, -1],

@@ -36,7 +36,7 @@ Up to terms of order (dt |L|)^2 this is YADE's NewtonIntegrator with ``homoDefor
 import numpy as np
 import taichi as ti
 
-from engine import runtime
+from kernels import runtime
 from kernels.dem_contacts import ContactForces
 from kernels.dem_neighbors import OVERFLOW_LIST, OVERFLOW_MIRROR, OVERFLOW_THIN, VerletLists
 from materials import contact as law

@@ -20,7 +20,7 @@ import logging
 import numpy as np
 import taichi as ti
 
-from engine import runtime
+from kernels import runtime
 from materials import csuh as _csuh
 from materials import params as _params
 from materials.csuh import (A_DELTA, A_DKDM, A_EPSREF, A_K0, A_LINEAR, A_M0, A_NSUB, A_P0, A_PMIN,

@@ -10,10 +10,10 @@ def pytest_addoption(parser):
 
 @pytest.fixture
 def ti_runtime(request):
-    """A fresh Taichi runtime for one test (see engine.runtime)."""
+    """A fresh Taichi runtime for one test (see kernels.runtime)."""
     import taichi as ti
 
-    from engine import runtime
+    from kernels import runtime
 
     arch = request.config.getoption("--arch")
     fp = request.config.getoption("--fp")

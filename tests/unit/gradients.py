@@ -6,7 +6,7 @@ import pytest
 def check_gradients(model, strain, **kw):
     import taichi as ti
 
-    from engine import runtime
+    from kernels import runtime
     from kernels.stress_point import gradient_check
 
     if runtime.real() != ti.f64:

@@ -25,7 +25,7 @@ def _f64(request, runtime):
 def _cells(dim, n=1, cells=None, path=None):
     """``n`` copies of the 64-particle packing (or ``path``) with its saved shear forces, into
     ``cells`` if given."""
-    from engine.packing import load_packing
+    from kernels.packing import load_packing
     from kernels.periodic_cell import PeriodicCells
 
     p = load_packing(path or ROOT / "assets" / "packings" / PACKINGS[dim])

@@ -59,7 +59,8 @@ def test_rve_strain_single_cell_columns_and_rotation(tmp_path):
     """One cell: exactly the documented columns. Skew increments turn the cell (the full
     displacement gradient is applied, not its symmetric part) without compressing it."""
     from engine import rve, runtime
-    from engine.packing import load_packing
+    from kernels import rve_batch
+    from kernels.packing import load_packing
 
     runner = CliRunner()
     pk = str(PACKINGS / "disks64_100kPa.npz")
@@ -82,7 +83,7 @@ def test_rve_strain_single_cell_columns_and_rotation(tmp_path):
     assert float(rows[-1]["p"]) == pytest.approx(float(rows[3]["p"]), rel=0.02)   # no volume change
 
     runtime.init(arch="cpu", fp="f64")
-    batch = rve.RVEBatch([load_packing(pk)], 1, 2, steps_per_increment=50, tol=0.01, cap=2000)
+    batch = rve_batch.RVEBatch([load_packing(pk)], 1, 2, steps_per_increment=50, tol=0.01, cap=2000)
     h0 = batch.cells.h.to_numpy()[0].copy()
     rve.drive_increments(batch, rot[None])
     f = batch.cells.h.to_numpy()[0] @ np.linalg.inv(h0)

@@ -37,11 +37,11 @@ def test_energy_is_conserved_without_damping_and_friction(ti_runtime, dim):
     energy turns into motion and back; total energy stays within 2 % over 4000 steps and the
     error falls by about four when dt is halved (second-order leapfrog). Measured: 2D 0.92 % ->
     0.17 %, 3D 0.27 % -> 0.05 %; with the default damping 0.1 instead, most of it is gone."""
-    from engine import rve
-    from engine.packing import load_packing
+    from kernels import packing as kpacking
+    from kernels.packing import load_packing
 
     p = load_packing(PACKINGS / SMALL[dim])
-    cells = rve.cells_from_packings([p], 1, contacts=False)
+    cells = kpacking.cells_from_packings([p], 1, contacts=False)
     start = cells.snapshot()
     dt = cells.dt.to_numpy()
     devs = []
@@ -70,13 +70,13 @@ def test_a_shifted_packing_feels_the_same_contacts(ti_runtime, dim):
     """The same packing translated by a fraction of the cell (many particles wrap through the
     boundary, contacts change image): the same stress, and the same evolution under a compression
     and shear that moves particles across the boundary (to round-off; measured 1e-13)."""
-    from engine import rve
-    from engine.packing import load_packing
+    from kernels import packing as kpacking
+    from kernels.packing import load_packing
 
     p = load_packing(PACKINGS / SMALL[dim])
     shift = p.cell @ np.array([0.37, 0.21, 0.55][:dim])
     q = replace(p, pos=p.pos + shift)
-    cells = rve.cells_from_packings([p, q], 2)
+    cells = kpacking.cells_from_packings([p, q], 2)
     cells.measure()
     s = cells.stress.to_numpy()
     scale = np.abs(s[0]).max()
@@ -102,10 +102,11 @@ def test_isotropic_stiffness_is_below_the_voigt_bound(ti_runtime, dim):
     estimate K_V = sum(kn l^2) / (dim^2 V): relaxation lowers it, not by much at 100 kPa
     (measured K / K_V: 2D 0.70, 3D 0.69; YADE gives the same K, tests/verification)."""
     from engine import rve
-    from engine.packing import load_packing
+    from kernels import rve_batch
+    from kernels.packing import load_packing
 
     p = load_packing(PACKINGS / SMALL[dim])
-    batch = rve.RVEBatch([p], 1, dim, steps_per_increment=200, tol=0.01, cap=5000)
+    batch = rve_batch.RVEBatch([p], 1, dim, steps_per_increment=200, tol=0.01, cap=5000)
     ca = batch.cells.contact_arrays(0)
     kn, rsum = _kn(batch.cells, ca["ids"])
     branch = rsum - ca["fn"] / kn
@@ -124,7 +125,8 @@ def test_float32_follows_float64(ti_runtime, request):
     which the sliding contact network amplifies: measured 1.4e-3 of the stress scale after 300 steps
     of compression and shear. Broken f32 arithmetic would give order-one differences."""
     from engine import rve, runtime
-    from engine.packing import load_packing
+    from kernels import rve_batch
+    from kernels.packing import load_packing
 
     p = load_packing(PACKINGS / SMALL[2])
     inc = np.zeros((1, 3, 2, 2))
@@ -133,7 +135,7 @@ def test_float32_follows_float64(ti_runtime, request):
     out = {}
     for fp in ("f64", "f32"):
         runtime.init(arch=request.config.getoption("--arch"), fp=fp, offline_cache=False)
-        batch = rve.RVEBatch([p], 1, 2, steps_per_increment=100, tol=0.01, cap=0)
+        batch = rve_batch.RVEBatch([p], 1, 2, steps_per_increment=100, tol=0.01, cap=0)
         out[fp] = rve.drive_increments(batch, inc)["stress"][0]
     scale = np.abs(out["f64"]).max()
     diff = np.abs(out["f32"] - out["f64"]).max() / scale

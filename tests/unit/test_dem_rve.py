@@ -32,8 +32,8 @@ def _deps(n, dim, seed=0, mag=2e-4):
 def test_batched_cells_equal_single_cell(ti_runtime, request, dim, fp):
     """Each cell of a batch evolves exactly as the same cell alone (bit-exact), also next to
     cells of another size (2D: the 1000-disk packing shares the launch)."""
-    from engine.packing import load_packing
-    from engine.rve import RVEBatch
+    from kernels.packing import load_packing
+    from kernels.rve_batch import RVEBatch
 
     rt = _with_fp(request, ti_runtime, fp)
     p = load_packing(PACKINGS / SMALL[dim])
@@ -60,8 +60,8 @@ def test_batched_cells_equal_single_cell(ti_runtime, request, dim, fp):
 @pytest.mark.parametrize("fp", ["f32"])
 def test_snapshot_restore_is_bit_exact(ti_runtime, request, fp):
     rt = _with_fp(request, ti_runtime, fp)
-    from engine.packing import load_packing
-    from engine.rve import RVEBatch
+    from kernels.packing import load_packing
+    from kernels.rve_batch import RVEBatch
 
     dim = 2
     batch = RVEBatch([load_packing(PACKINGS / SMALL[dim])], 2, dim, steps_per_increment=15, tol=0.02, cap=100)
@@ -77,8 +77,8 @@ def test_snapshot_restore_is_bit_exact(ti_runtime, request, fp):
 
 
 def test_cap_hit_is_reported(ti_runtime, caplog):
-    from engine.packing import load_packing
-    from engine.rve import RVEBatch
+    from kernels.packing import load_packing
+    from kernels.rve_batch import RVEBatch
 
     batch = RVEBatch([load_packing(PACKINGS / SMALL[2])], 2, 2, steps_per_increment=10, tol=1e-12, cap=20)
     deps, sig = _fields(2, ti_runtime.real())
@@ -91,8 +91,8 @@ def test_cap_hit_is_reported(ti_runtime, caplog):
 
 
 def test_initial_stress_and_wave_modulus(ti_runtime):
-    from engine.packing import load_packing
-    from engine.rve import RVEBatch
+    from kernels.packing import load_packing
+    from kernels.rve_batch import RVEBatch
 
     p = load_packing(PACKINGS / SMALL[3])
     batch = RVEBatch([p], 2, 3, steps_per_increment=10, tol=0.02, cap=10)
@@ -106,8 +106,8 @@ def test_initial_stress_and_wave_modulus(ti_runtime):
 
 
 def test_list_overflow_names_the_setting(ti_runtime):
-    from engine.packing import load_packing
-    from engine.rve import RVEBatch
+    from kernels.packing import load_packing
+    from kernels.rve_batch import RVEBatch
     from kernels.periodic_cell import CapacityError
 
     with pytest.raises(CapacityError, match="max_contacts_per_particle"):
@@ -116,8 +116,8 @@ def test_list_overflow_names_the_setting(ti_runtime):
 
 
 def test_unknown_override_is_an_error(ti_runtime):
-    from engine.packing import load_packing
-    from engine.rve import RVEBatch
+    from kernels.packing import load_packing
+    from kernels.rve_batch import RVEBatch
 
     with pytest.raises(ValueError, match="unknown RVE overrides"):
         RVEBatch([load_packing(PACKINGS / SMALL[2])], 1, 2, 10, 0.02, 10, overrides={"frction": 0.1})

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.packing import Packing, PackingError, generate_packing, load_packing
+from kernels.packing import Packing, PackingError, generate_packing, load_packing
 
 PACKINGS = Path(__file__).resolve().parents[2] / "assets" / "packings"
 
@@ -50,7 +50,7 @@ def test_bad_files_are_clear_errors(tmp_path):
 
 def test_yade_keys_without_contacts_are_reconsolidated(ti_runtime, tmp_path):
     """A YADE-written file (3D positions, no contact state) loads and is re-consolidated."""
-    from engine.rve import RVEBatch
+    from kernels.rve_batch import RVEBatch
 
     p = load_packing(PACKINGS / "disks64_100kPa.npz")
     pos3 = np.c_[p.pos, np.full(p.n, 0.05)]   # YADE writes 3-vectors

@@ -89,7 +89,7 @@ def test_lode_rotating_path_drift_full_vs_frozen(ti_runtime):
 
 
 def test_float32_runs():
-    from engine import runtime
+    from kernels import runtime
     from kernels.stress_point import replay, random_strain_paths
 
     runtime.init("cpu", "f32", offline_cache=False)

@@ -82,13 +82,13 @@ CASES = [(2, "disks64_100kPa.npz", 500, 0.004), (3, "spheres64_100kPa.npz", 500,
 
 @pytest.mark.parametrize("dim,name,steps,strain", CASES)
 def test_strain_path_matches_yade(ti_runtime, request, tmp_path, dim, name, steps, strain):
-    from engine import rve
-    from engine.packing import load_packing
+    from kernels import packing as kpacking
+    from kernels.packing import load_packing
 
     _f64(request, ti_runtime)
     path = PACKINGS / name
     p = load_packing(path)
-    cells = rve.cells_from_packings([p], 1)
+    cells = kpacking.cells_from_packings([p], 1)
     dt = float(cells.dt.to_numpy()[0])
     segs = _segments(dim, dt, steps, strain)
     y = run_yade(path, {"dt": dt, "record_every": 50, "segments": segs}, tmp_path)
@@ -105,13 +105,13 @@ def test_strain_path_matches_yade(ti_runtime, request, tmp_path, dim, name, step
 
 def test_yade_written_packing_restores_shear_forces(ti_runtime, request, tmp_path):
     """YADE shears a cell and writes the packing; the engine loads it with its contact state."""
-    from engine import rve
-    from engine.packing import load_packing
+    from kernels import packing as kpacking, rve_batch
+    from kernels.packing import load_packing
 
     _f64(request, ti_runtime)
     dim = 2
     path = PACKINGS / "disks64_100kPa.npz"
-    cells = rve.cells_from_packings([load_packing(path)], 1)
+    cells = kpacking.cells_from_packings([load_packing(path)], 1)
     dt = float(cells.dt.to_numpy()[0])
     segs = _segments(dim, dt, 300, 0.003)
     final = tmp_path / "yade_final.npz"
@@ -119,7 +119,7 @@ def test_yade_written_packing_restores_shear_forces(ti_runtime, request, tmp_pat
     run_yade(path, {"dt": dt, "record_every": 50, "segments": segs[1:]}, tmp_path / "a", final=final)
     q = load_packing(final)
     assert q.contacts is not None and np.abs(q.contacts["c_fs"]).max() > 0
-    batch = rve.RVEBatch([q], 1, dim, steps_per_increment=10, tol=0.01, cap=0)
+    batch = rve_batch.RVEBatch([q], 1, dim, steps_per_increment=10, tol=0.01, cap=0)
     assert "contact state restored" in batch.notes[0]
     s0 = batch.initial_stress()[0, :dim, :dim]
     p0 = -np.trace(q.stress) / dim
@@ -132,7 +132,7 @@ def test_yade_written_packing_restores_shear_forces(ti_runtime, request, tmp_pat
     # the engine rotates the restored shear forces from the saved normals to the current ones
     # (as an uninterrupted YADE run would); YADE's restart does not: a one-step difference
     assert np.abs(s0 - _sym(y["stress"][0, :dim, :dim])).max() / p0 < 1e-4
-    cells = rve.cells_from_packings([q], 1)
+    cells = kpacking.cells_from_packings([q], 1)
     cells.dt.fill(dt)
     mine = run_engine(cells, dim, cont, 50)
     err = _err(mine, y["stress"][:, :dim, :dim], p0)

@@ -44,7 +44,7 @@ def init(arch: str = "cpu", fp: str = "f64", debug: bool = False, **kwargs) -> s
 def real():
     """The Taichi real type chosen at :func:`init` (``ti.f64`` or ``ti.f32``)."""
     if _state["fp"] is None:
-        raise RuntimeError("engine.runtime.init() must be called before building kernels")
+        raise RuntimeError("kernels.runtime.init() must be called before building kernels")
     import taichi as ti
 
     return ti.f64 if _state["fp"] == "f64" else ti.f32

@@ -1,4 +1,5 @@
-"""Packings of disks/spheres in a periodic cell: the .npz file format, generation, consolidation.
+"""Packings of disks/spheres in a periodic cell: the .npz file format, generation, consolidation,
+and the periodic cells built from them.
 
 The file format is documented in ``docs/packing.md``. In short: ``cell`` (dim x dim, columns are
 the cell vectors, m), ``pos`` (N x dim, m), ``radius`` (N, m), ``dim``, YADE's material constants
@@ -16,6 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
+from kernels import runtime
+from kernels.periodic_cell import PeriodicCells
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +171,7 @@ def consolidate(packing: Packing, p0: float = 100e3, friction: float | None = No
     packing with positions, cell, stress and contact state. Raises PackingError if ``max_steps``
     is reached.
     """
-    from engine import rve, runtime  # rve builds PeriodicCells from packings
-
-    cells = rve.cells_from_packings([packing], 1, contacts=False, max_contacts=max_contacts)
+    cells = cells_from_packings([packing], 1, contacts=False, max_contacts=max_contacts)
     fr = packing.friction if friction is None else friction
     cells.tan_phi.fill(math.tan(fr))
     dim = packing.dim
@@ -203,5 +205,86 @@ def consolidate(packing: Packing, p0: float = 100e3, friction: float | None = No
     cells.omega.fill(0.0)
     cells.lists.update()
     cells.contacts.compute()
-    out = rve.packing_from_cells(cells, 0, packing)
+    out = packing_from_cells(cells, 0, packing)
     return replace(out, friction=packing.friction)
+
+
+def cells_from_packings(packings: list[Packing], n_cells: int, contacts: bool = True,
+                        max_contacts: int | None = None, dt_safety: float = 0.3,
+                        skin_factor: float = 0.3) -> PeriodicCells:
+    """Build ``n_cells`` cells from ``packings`` (cell ``c`` uses ``packings[c % len]``).
+
+    With ``contacts`` the packings' saved contact state (shear forces) is restored.
+    """
+    dims = {p.dim for p in packings}
+    if len(dims) != 1:
+        raise PackingError(f"template packings mix dimensions {sorted(dims)}")
+    dim = dims.pop()
+    nt = len(packings)
+    max_p = max(p.n for p in packings)
+    cells = PeriodicCells(n_cells, max_p, dim, max_contacts=max_contacts)
+    tid = np.arange(n_cells) % nt
+    h = np.stack([p.cell for p in packings])[tid]
+    x = np.zeros((nt, max_p, dim))
+    r = np.zeros((nt, max_p))
+    for t, p in enumerate(packings):
+        x[t, :p.n] = p.pos
+        r[t, :p.n] = p.radius
+    cst = {k: np.array([getattr(p, k) for p in packings])[tid]
+           for k in ("density", "young", "poisson", "friction", "damping", "thickness")}
+    cells.load(h, x[tid], r[tid], np.array([p.n for p in packings])[tid],
+               density=cst["density"], young=cst["young"], ratio=cst["poisson"],
+               tan_phi=np.tan(cst["friction"]), damping=cst["damping"],
+               thickness=cst["thickness"], dt_safety=dt_safety, skin_factor=skin_factor)
+    if contacts:
+        parts = []
+        for t, p in enumerate(packings):
+            if p.contacts is None or len(p.contacts["c_ids"]) == 0:
+                continue
+            cs = np.nonzero(tid == t)[0]
+            ids = p.contacts["c_ids"]
+            m = len(ids)
+            parts.append((np.repeat(cs, m), np.tile(ids[:, 0], len(cs)), np.tile(ids[:, 1], len(cs)),
+                          np.tile(p.contacts["c_fs"], (len(cs), 1)),
+                          np.tile(p.contacts["c_normal"], (len(cs), 1))))
+        if parts:
+            cc, ii, jj, fs, nn = (np.concatenate(a) for a in zip(*parts))
+            k = cells.image_of(cc, ii, jj)
+            miss = cells.set_contact_state(cc, ii, jj, k, fs, nn)
+            if miss:
+                log.warning("%d saved contacts were not found in the neighbour lists", miss)
+    cells.contacts.compute()  # forces of the initial state (no motion: L = 0, velocities 0)
+    return cells
+
+
+def packing_from_cells(cells: PeriodicCells, c: int, template: Packing) -> Packing:
+    """The state of cell ``c`` as a Packing (positions wrapped, contact state, measured stress)."""
+    cells.measure()
+    n = int(cells.npart.to_numpy()[c])
+    h = cells.h.to_numpy()[c].astype(np.float64)
+    s = cells.s.to_numpy()[c, :n].astype(np.float64)
+    s -= np.floor(s)
+    ca = cells.contact_arrays(c)
+    return replace(template, cell=h, pos=s @ h.T, radius=cells.radius.to_numpy()[c, :n].astype(np.float64),
+                   stress=cells.stress.to_numpy()[c].astype(np.float64),
+                   contacts={"c_ids": ca["ids"], "c_fn": ca["fn"], "c_fs": ca["fs"],
+                             "c_normal": ca["normal"]})
+
+
+def prepare_templates(packings: list[Packing], p0_default: float = 100e3) -> tuple[list[Packing], list[str]]:
+    """Packings ready for use: those without contact state are re-consolidated to their stress.
+
+    Returns the packings and one line per packing saying what was done.
+    """
+    out, notes = [], []
+    for t, p in enumerate(packings):
+        if p.contacts is not None and len(p.contacts["c_ids"]) > 0:
+            out.append(p)
+            notes.append(f"template {t}: contact state restored ({len(p.contacts['c_ids'])} contacts)")
+        else:
+            ms = p.mean_stress()
+            p0 = -ms if ms is not None and ms < 0 else p0_default
+            out.append(consolidate(p, p0=p0))
+            notes.append(f"template {t}: no contact state, re-consolidated to p0 = {p0:.6g} Pa")
+        log.info(notes[-1])
+    return out, notes
