@@ -60,6 +60,16 @@ class Curve:
 
 
 @dataclass(frozen=True)
+class Output:
+    """``[output]``: frame interval, writers and checkpoint interval (all in steps; 0 = never)."""
+    every: int
+    vtk: bool
+    dataset: bool
+    dataset_every: int
+    checkpoint_every: int
+
+
+@dataclass(frozen=True)
 class Case:
     path: Path
     name: str
@@ -81,7 +91,7 @@ class Case:
     bcs: tuple
     loads: tuple
     curves: tuple
-    output: dict
+    output: Output
     resolved: dict = field(repr=False)
     source: dict = field(repr=False, default_factory=dict)
 
@@ -264,13 +274,13 @@ def validate(data: dict, path: Path) -> Case:
     resolved["curve"] = [dict(e) for e in data.get("curve", [])]
 
     out = _Table(data.get("output", {}), where, "output")
-    output = {
-        "every": out.get("every", int, max(1, steps // 50), check=lambda v: v > 0, allowed="> 0 steps"),
-        "vtk": out.get("vtk", bool, True),
-        "dataset": out.get("dataset", bool, False),
-        "dataset_every": out.get("dataset_every", int, 1, check=lambda v: v > 0, allowed="> 0 steps"),
-        "checkpoint_every": out.get("checkpoint_every", int, 0, check=lambda v: v >= 0, allowed=">= 0 steps"),
-    }
+    output = Output(
+        every=out.get("every", int, max(1, steps // 50), check=lambda v: v > 0, allowed="> 0 steps"),
+        vtk=out.get("vtk", bool, True),
+        dataset=out.get("dataset", bool, False),
+        dataset_every=out.get("dataset_every", int, 1, check=lambda v: v > 0, allowed="> 0 steps"),
+        checkpoint_every=out.get("checkpoint_every", int, 0, check=lambda v: v >= 0, allowed=">= 0 steps"),
+    )
     resolved["output"] = out.finish()
 
     return Case(path=path, name=name, steps=steps, dt=dt, kinematics=kinematics, geometry=geometry,

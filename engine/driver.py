@@ -104,7 +104,7 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
     timings = {"setup_s": time.perf_counter() - t0}
     if resume:
         start = _restore(model, ckpt)
-        _truncate_outputs(out, start, case.output["every"])
+        _truncate_outputs(out, start, case.output.every)
         timings["resumed_from_step"] = start
     info = {
         "case": case.resolved, "case_source": case.source, "case_file": str(case.path),
@@ -120,7 +120,7 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
     write_json(out / "run.json", info)
     curves = CurveWriter(out / "curves.csv", model.curve_names, append=resume)
     frames = _read_pvd(out) if resume else None
-    vtk = VTKWriter(out, model.mesh.points, model.mesh.cells, frames) if case.output["vtk"] else None
+    vtk = VTKWriter(out, model.mesh.points, model.mesh.cells, frames) if case.output.vtk else None
     dataset = _dataset_writer(case, model, out, start if resume else None)
     preview = None
     if gui is not None:
@@ -129,7 +129,7 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
         preview, why = open_preview(model, gui)
         if why:
             sys.stderr.write(why + "\n")
-    every, ck_every, ds_every = case.output["every"], case.output["checkpoint_every"], case.output["dataset_every"]
+    every, ck_every, ds_every = case.output.every, case.output.checkpoint_every, case.output.dataset_every
     t_out = 0.0
 
     def frame(step):
@@ -216,7 +216,7 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
 
 
 def _dataset_writer(case: Case, model: Model, out: Path, resume_step):
-    if not case.output["dataset"]:
+    if not case.output.dataset:
         return None
     from engine.dataset import OUT_OF_PLANE, DatasetWriter
 
