@@ -50,10 +50,10 @@ def main():
         return long_history(args, used)
     from calibrate.synthetic import synthetic_dataset
     from calibrate.train import Calibration, Settings, prepare_data
-    from materials.params import DEFAULTS
+    from materials.csuh import SCHEMA as CSUH
 
     opts = {"lode": "exp", "delta_r": 0.03}
-    true = dict(DEFAULTS["csuh"])
+    true = dict(CSUH.defaults)
     data = prepare_data(synthetic_dataset("csuh", true, args.points, args.steps, amplitude=args.amplitude,
                                           seed=1, options=opts))
     out = {"benchmark": "calibration", "points": args.points, "steps": args.steps, "device": used,
@@ -102,11 +102,11 @@ def long_history(args, used):
 
     from calibrate.bridge import Surrogate
     from calibrate.synthetic import strain_paths
-    from materials.params import DEFAULTS
+    from materials.csuh import SCHEMA as CSUH
 
     strain = strain_paths(args.points, args.steps, args.amplitude, seed=2)
     s = Surrogate("csuh", strain, 100e3, {"lode": "exp", "delta_r": 0.03}, chunk_points=args.chunk_points)
-    phi = torch.tensor([DEFAULTS["csuh"][k] for k in s.param_names], dtype=torch.float64, requires_grad=True)
+    phi = torch.tensor([CSUH.defaults[k] for k in s.param_names], dtype=torch.float64, requires_grad=True)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     out = s(phi)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from kernels import registry
 from kernels.stress_point import StressPathBatch
 
 
@@ -41,13 +42,11 @@ class Surrogate:
 
     def __init__(self, model: str, strain: np.ndarray, p0: float, options: dict | None = None,
                  chunk_points: int = 256, params: dict | None = None):
-        from materials import params as material_params
-
         self.model = model
         data = np.asarray(strain, dtype=float)
         n, T = data.shape[:2]
         self.n_points, self.n_steps = n, T
-        opts = material_params.check_options(model, options or {}, where="surrogate options")
+        opts = registry.get(model).schema.check_options(options or {}, where="surrogate options")
         pieces = substep_counts(data, opts)
         self.ends = np.cumsum(pieces) - 1                # refined index of each data step's end
         self.strain = refine(data, pieces)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from calibrate.bridge import Surrogate
+from kernels import registry
 from calibrate.loss import bound_penalty, component_mask, gamma_schedule, misfit
 
 log = logging.getLogger(__name__)
@@ -102,16 +103,15 @@ class Calibration:
     """One calibration run: data, surrogate, optimiser state, history and the best parameters."""
 
     def __init__(self, data: Data, init: dict, settings: Settings):
-        from materials import params as material_params
-
         self.data, self.s = data, settings
         self.surrogate = Surrogate(settings.model, data.strain, data.p0, settings.options,
                                    chunk_points=settings.chunk_points)
         names = self.surrogate.param_names
         self.names = names
-        full = material_params.check_params(settings.model, init, warn=False)
+        schema = registry.get(settings.model).schema
+        full = schema.check_params(init, warn=False)
         self.phi0 = torch.tensor([full[k] for k in names], dtype=torch.float64)
-        bounds = material_params.BOUNDS[settings.model]
+        bounds = schema.bounds
         self.lower = torch.tensor([bounds[k][0] for k in names], dtype=torch.float64)
         self.upper = torch.tensor([bounds[k][1] for k in names], dtype=torch.float64)
         self.train, self.val, self.test = split_points(data.strain.shape[0], settings.split, settings.seed)
@@ -284,10 +284,8 @@ class Calibration:
 
     def write(self, out: Path, result: dict) -> list[Path]:
         """``params.toml``, ``history.csv``, ``summary.json`` and the plots into ``out``."""
-        from materials import params as material_params
-
         out.mkdir(parents=True, exist_ok=True)
-        material_params.write_params_file(out / "params.toml", self.s.model, result["params"])
+        registry.get(self.s.model).schema.write_file(out / "params.toml", result["params"])
         with open(out / "history.csv", "w", newline="") as f:
             cols = ["epoch", "train_loss", "val_loss", "penalty", "gamma", "wall_s", *self.names]
             w = csv.DictWriter(f, fieldnames=cols)

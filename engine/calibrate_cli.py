@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from kernels import registry
 from kernels.runtime import ARCHS, PRECISIONS
 
 
@@ -17,7 +18,7 @@ def _fail(message: str):
 @click.command("calibrate")
 @click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="dataset.h5 of a run, or .npz with strain, stress (n_points, n_steps, 3, 3) and p0.")
-@click.option("--model", type=click.Choice(["csuh", "mcc", "ime"]), default="csuh", show_default=True)
+@click.option("--model", type=click.Choice(registry.names(differentiable=True)), default="csuh", show_default=True)
 @click.option("--epochs", type=int, default=100, show_default=True, help="Epochs (CMA-ES: generations).")
 @click.option("--lr", type=float, default=0.01, show_default=True, help="Adam learning rate on the weights W.")
 @click.option("--lr-final", type=float, default=None,
@@ -49,8 +50,7 @@ def _fail(message: str):
 def calibrate(data_path, model, epochs, lr, lr_final, delta_r, lode, scheme, gamma_max, gamma_min, penalty, split, seed,
               init, sets, optimizer, batch_points, stride, max_points, chunk_points, out, arch, fp, progress):
     """Calibrate MODEL's parameters on recorded stress-strain histories (Adam, L-BFGS or CMA-ES)."""
-    from materials import params as material_params
-
+    schema = registry.get(model).schema
     try:
         fractions = tuple(float(x) for x in split.split(","))
     except ValueError:
@@ -62,29 +62,30 @@ def calibrate(data_path, model, epochs, lr, lr_final, delta_r, lode, scheme, gam
     if not 0 < gamma_min <= gamma_max:
         _fail(f"need 0 < --gamma-min <= --gamma-max, got {gamma_min}, {gamma_max}")
     options = {}
-    if model == "csuh":
+    has_lode = "lode" in schema.default_options()
+    if has_lode:
         options["lode"] = lode or "exp"
     elif lode:
         _fail("--lode applies to --model csuh only")
     options["delta_r"] = 0.03 if delta_r is None else delta_r
     if scheme:
-        if model != "csuh":
+        if not has_lode:
             _fail("--scheme applies to --model csuh only")
         options.update({"1": {"lode": "ts", "delta_r": 0.0}, "2": {"lode": "ts", "delta_r": 0.03},
                         "3": {"lode": "exp", "delta_r": 0.03}}[scheme])
     try:
-        options = material_params.check_options(model, options, where="calibrate")
-        if (model, init) in material_params.PRESETS:
-            start = dict(material_params.PRESETS[(model, init)])
+        options = schema.check_options(options, where="calibrate")
+        if init in schema.presets:
+            start = dict(schema.presets[init])
         elif Path(init).is_file():
-            start = material_params.load_params_file(init, model)
+            start = schema.load_file(init)
         else:
-            presets = ", ".join(p for m, p in material_params.PRESETS if m == model)
+            presets = ", ".join(schema.presets)
             _fail(f"--init {init!r}: not a preset of {model} ({presets}) nor a parameter file")
         for text in sets:
             name, _, value = text.partition("=")
             start[name.strip()] = float(value)
-        start = material_params.check_params(model, start, where="--init/--set")
+        start = schema.check_params(start, where="--init/--set")
     except ValueError as exc:
         _fail(str(exc))
 

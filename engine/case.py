@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kernels.registry import MaterialConfig
+
 log = logging.getLogger(__name__)
 
-MODELS = ("elastic", "csuh", "mcc", "ime", "dem")
 KINEMATICS = ("plane_strain", "plane_stress", "3d")
 DAMPING = ("local", "mass", "none")
 QUANTITIES = ("reaction", "displacement", "mean_strain")
@@ -83,7 +84,7 @@ class Case:
     mesh_file: Path
     mesh_scale: float
     thickness: float
-    material: dict
+    material: MaterialConfig
     p0: float
     damping: str
     alpha: float
@@ -246,7 +247,7 @@ def validate(data: dict, path: Path) -> Case:
     resolved["mesh"]["file"] = str(mesh_file)
 
     material = _material(data.get("material", {}), where, path.parent)
-    resolved["material"] = material
+    resolved["material"] = material.resolved()
 
     initial = _Table(data.get("initial", {}), where, "initial")
     p0 = initial.get("p0", float, 0.0, check=lambda v: v >= 0, allowed=">= 0 Pa")
@@ -305,77 +306,29 @@ def _array(data: dict, key: str, where: str) -> list:
     return value
 
 
-def _material(data: Any, where: str, base_dir: Path) -> dict:
+def _material(data: Any, where: str, base_dir: Path):
     """``[material]``: ``model``, ``density`` and the model's keys, given flat or in a sub-table named
     after the model (``[material.csuh]``, ``[material.elastic]`` ...); a flat key wins over the same
     key in the sub-table (so ``--set material.tol=...`` works whatever the file uses). Sub-tables of
-    the models not selected are kept for ``--set material.model=...`` and otherwise ignored."""
+    the models not selected are kept for ``--set material.model=...`` and otherwise ignored.
+    The model's keys are validated by its registry entry (``kernels.registry``)."""
+    from kernels import registry
+
     if not isinstance(data, dict):
         raise CaseError(f"{where}: [material] must be a table")
-    flat = {k: v for k, v in data.items() if not (k in MODELS and isinstance(v, dict))}
+    models = registry.names()
+    flat = {k: v for k, v in data.items() if not (k in models and isinstance(v, dict))}
     table = _Table(flat, where, "material")
-    model = table.get("model", MODELS)
-    table.get("density", float, check=lambda v: v > 0, allowed="> 0 kg/m^3")
+    model = table.get("model", models)
+    density = table.get("density", float, check=lambda v: v > 0, allowed="> 0 kg/m^3")
     flat_keys = {k: v for k, v in flat.items() if k not in ("model", "density")}
     sub = data.get(model, {})
     for k in sorted(set(flat_keys) & set(sub)):
         log.info("%s: material.%s = %r overrides [material.%s] %s = %r", where, k, flat_keys[k], model, k, sub[k])
-    keys = {**sub, **flat_keys}
-    resolved = dict(table.resolved)
-    if model == "elastic":
-        t = _Table(keys, where, "material")
-        resolved["E"] = t.get("E", float, check=lambda v: v > 0, allowed="> 0 Pa")
-        resolved["nu"] = t.get("nu", float, check=lambda v: -1 < v < 0.5, allowed="-1 < nu < 0.5")
-        t.finish()
-        return resolved
-    if model == "dem":
-        resolved.update(_dem(keys, where, base_dir))
-        return resolved
-    if model in ("csuh", "mcc", "ime"):
-        from materials import params as material_params
-
-        try:
-            params, options = material_params.resolve(model, keys, where, base_dir=base_dir)
-        except ValueError as exc:
-            raise CaseError(str(exc)) from None
-        resolved.update(params=params, options=options)
-        return resolved
-    raise CaseError(f"{where}: material.model = {model!r} is not available in this build "
-                    f"(allowed: {', '.join(MODELS)})")
-
-
-DEM_CONTACT = {"young": "> 0 Pa", "poisson": "> 0 (ks/kn)", "friction": ">= 0 rad", "damping": "0 <= damping < 1",
-               "density": "> 0 kg/m^3 (particles)", "dt_safety": "0 < dt_safety <= 1",
-               "max_contacts_per_particle": "> 0"}
-
-
-def _dem(keys: dict, where: str, base_dir: Path) -> dict:
-    """``material.model = "dem"``: template packings, the Gauss-point call's controls, overrides."""
-    t = _Table(keys, where, "material")
-    packing = t.get("packing", (str, list))
-    files = [packing] if isinstance(packing, str) else packing
-    paths = []
-    for f in files:
-        p = (base_dir / _check(f, str, where, "material.packing[]")).resolve()
-        if not p.is_file():
-            raise CaseError(f"{where}: material.packing: {p} does not exist")
-        paths.append(str(p))
-    out = {
-        "packing": paths,
-        "steps_per_increment": t.get("steps_per_increment", int, 100, check=lambda v: v > 0, allowed="> 0"),
-        "tol": t.get("tol", float, 0.01, check=lambda v: v > 0, allowed="> 0"),
-        "cap": t.get("cap", int, 2000, check=lambda v: v >= 0, allowed=">= 0 steps"),
-        "on_cap": t.get("on_cap", ("stop", "warn"), "stop"),
-    }
-    overrides = {}
-    for key, allowed in DEM_CONTACT.items():
-        kind = int if key == "max_contacts_per_particle" else float
-        value = t.get(key, kind, None, check=lambda v: v >= 0, allowed=allowed)
-        if value is not None:
-            overrides[key] = value
-    t.finish()
-    out["overrides"] = overrides
-    return out
+    try:
+        return registry.configure(model, {**sub, **flat_keys}, where, density, base_dir=base_dir)
+    except ValueError as exc:
+        raise CaseError(str(exc)) from None
 
 
 def _select(t: _Table) -> tuple:

@@ -68,11 +68,10 @@ class MixedControl:
                  tol: float | None = None, max_iter: int = 25):
         import taichi as ti
 
-        from kernels import runtime
-        from kernels.stress_point import make_material_batch
+        from kernels import registry, runtime
 
         self.m = n_free + 1
-        self.batch = make_material_batch(model, self.m, p0, params, **(options or {}))
+        self.batch = registry.point_batch(model, self.m, p0, params, options)
         real = runtime.real()
         self.np_real = runtime.np_real()
         self.deps = ti.Matrix.field(3, 3, real, shape=self.m)
@@ -146,11 +145,10 @@ def run_test(model: str, test: str, p0: float = 100e3, eps: float = 0.2, steps: 
         for k, v in drv.state.items():
             if k in STATE_COLS:
                 extra.setdefault(STATE_COLS[k], np.full(steps + 1, np.nan))[n] = v
-        if hasattr(drv.batch, "diagnostics"):
-            dg = drv.batch.diagnostics(np.repeat(drv.sig[None], drv.m, axis=0))
-            for k, v in dg.items():
-                if k not in ("p", "q"):
-                    extra.setdefault(k, np.full(steps + 1, np.nan))[n] = v[0]
+        dg = drv.batch.diagnostics(np.repeat(drv.sig[None], drv.m, axis=0))
+        for k, v in dg.items():
+            if k not in ("p", "q"):
+                extra.setdefault(k, np.full(steps + 1, np.nan))[n] = v[0]
 
     record(0)
     x = np.zeros(len(modes))

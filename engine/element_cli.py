@@ -8,10 +8,11 @@ import click
 import numpy as np
 
 from engine.element import TESTS
+from kernels import registry
 
 log = logging.getLogger(__name__)
 
-MODELS = ("csuh", "mcc", "ime", "elastic")
+MODELS = registry.names(point_tests=True)
 TEST_HELP = ("ctc: drained triaxial compression (lateral stress p0); ptc: plane-strain compression; "
              "iso: isotropic compression and unloading; shear: drained simple shear; "
              "replay: stresses for --strain histories")
@@ -63,12 +64,11 @@ def element(model, test, p0, axial_strain, steps, params_file, sets, lode, lode_
             eps_ref, n_sub, mcc_init, strain_file, out, plot, arch):
     """Element (single point) test of a constitutive model; CSV columns eps_a, eps_v, p, q, e
     (compression positive, Pa) and the stress and strain components (tension positive)."""
-    from materials import params as mp
-
+    schema = registry.get(model).schema
     given = {}
     if params_file is not None:
         try:
-            given.update(mp.load_params_file(params_file, model))
+            given.update(schema.load_file(params_file))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--params") from None
     sets = _parse_sets(sets)
@@ -80,8 +80,8 @@ def element(model, test, p0, axial_strain, steps, params_file, sets, lode, lode_
              "eps_ref": eps_ref, "n_sub": n_sub, "mcc_init": mcc_init}
     options = {k: v for k, v in flags.items() if v is not None}
     try:
-        params = mp.check_params(model, given, where="element")
-        options = mp.check_options(model, options, where="element")
+        params = schema.check_params(given, where="element")
+        options = schema.check_options(options, where="element")
     except ValueError as exc:
         msg = str(exc).replace("element: material.", "")
         if "is not a key of model" in msg:

@@ -51,6 +51,12 @@ class ElasticBatch:
     def restore(self, state: dict) -> None:
         return None
 
+    def check(self, step: int) -> str:
+        return ""
+
+    def diagnostics(self, stress: np.ndarray) -> dict:
+        return {}
+
     def wave_modulus(self) -> float:
         """Constrained (P-wave) modulus, Pa."""
         return elastic.constrained_modulus(self.E, self.nu, self.plane_stress)

@@ -13,20 +13,94 @@ the symmetric part of the Love-Weber tensor (YADE's ``getStress`` is not symmetr
 """
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import taichi as ti
 
 from kernels import runtime
-from kernels.packing import Packing, PackingError, cells_from_packings, prepare_templates
+from kernels.packing import Packing, PackingError, cells_from_packings, load_packing, prepare_templates
 from kernels.periodic_cell import PeriodicCells
+from materials.params import Option, check_option
 
 log = logging.getLogger(__name__)
 
 
 OVERRIDE_KEYS = {"young", "poisson", "friction", "density", "damping", "thickness", "dt_safety",
                  "skin_factor", "max_contacts_per_particle", "check_every", "p0"}
+
+
+# The Gauss-point call's controls and the contact constants a case may override (None: the packing's).
+DEM_OPTIONS = (
+    Option("steps_per_increment", "count", lambda v: v > 0, 100, text="> 0"),
+    Option("tol", "real", lambda v: v > 0, 0.01, text="> 0"),
+    Option("cap", "count", lambda v: v >= 0, 2000, text=">= 0 steps"),
+    Option("on_cap", "choice", ("stop", "warn"), "stop"),
+    Option("young", "real", lambda v: v > 0, None, text="> 0 Pa"),
+    Option("poisson", "real", lambda v: v > 0, None, text="> 0 (ks/kn)"),
+    Option("friction", "real", lambda v: v >= 0, None, text=">= 0 rad"),
+    Option("damping", "real", lambda v: 0 <= v < 1, None, text="0 <= damping < 1"),
+    Option("density", "real", lambda v: v > 0, None, text="> 0 kg/m^3 (particles)"),
+    Option("dt_safety", "real", lambda v: 0 < v <= 1, None, text="0 < dt_safety <= 1"),
+    Option("max_contacts_per_particle", "count", lambda v: v > 0, None, text="> 0"),
+)
+CONTACT_KEYS = ("young", "poisson", "friction", "damping", "density", "dt_safety", "max_contacts_per_particle")
+
+
+@dataclass(frozen=True)
+class DEMSettings:
+    """``material.model = "dem"``: template packing files, the Gauss-point call's controls
+    (``steps_per_increment``, ``tol``, ``cap``, ``on_cap``) and contact constants overriding the
+    packings' (``overrides``; units as in docs/cases.md)."""
+    packing: tuple
+    steps_per_increment: int
+    tol: float
+    cap: int
+    on_cap: str
+    overrides: dict
+
+    @classmethod
+    def from_table(cls, keys: dict, where: str, base_dir) -> "DEMSettings":
+        """Validate the keys of a case file's DEM material; ValueError naming the key otherwise."""
+        known = {o.name: o for o in DEM_OPTIONS}
+        unknown = sorted(set(keys) - set(known) - {"packing"})
+        if unknown:
+            raise ValueError(f"{where}: unknown key material.{unknown[0]} (allowed: "
+                             f"{', '.join(sorted(['packing', *known]))})")
+        if "packing" not in keys:
+            raise ValueError(f"{where}: missing required key material.packing (a string or an array)")
+        values = {k: check_option(o, keys[k], where) if k in keys else o.default for k, o in known.items()}
+        overrides = {k: values.pop(k) for k in CONTACT_KEYS if values[k] is not None}
+        for k in CONTACT_KEYS:
+            values.pop(k, None)
+        return cls(packing=_packing_paths(keys["packing"], where, base_dir), overrides=overrides, **values)
+
+    def resolved(self) -> dict:
+        return {"packing": list(self.packing), "steps_per_increment": self.steps_per_increment, "tol": self.tol,
+                "cap": self.cap, "on_cap": self.on_cap, "overrides": dict(self.overrides)}
+
+
+def _packing_paths(value, where: str, base_dir) -> tuple:
+    files = [value] if isinstance(value, str) else value
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise ValueError(f"{where}: material.packing must be a string or an array of strings, got {value!r}")
+    paths = []
+    for f in files:
+        path = (Path(base_dir or ".") / f).resolve()
+        if not path.is_file():
+            raise ValueError(f"{where}: material.packing: {path} does not exist")
+        paths.append(str(path))
+    return tuple(paths)
+
+
+def build_cells(settings: DEMSettings, request) -> "RVEBatch":
+    """The DEM batch of a run (``kernels.registry``): one cell per Gauss point of ``request``."""
+    packings = [load_packing(p) for p in settings.packing]
+    batch = RVEBatch(packings, request.n_points, request.dim, settings.steps_per_increment, settings.tol,
+                     settings.cap, {**settings.overrides, "p0": request.p0 or 100e3})
+    batch.on_cap, batch.points_per_element = settings.on_cap, request.points_per_element
+    return batch
 
 
 def _sym3(sig: np.ndarray, dim: int) -> np.ndarray:
@@ -110,6 +184,11 @@ class RVEBatch:
         self.unbalanced = self.cells.unbalanced.to_numpy().astype(np.float64)
         self.steps_used = np.zeros(n_cells, np.int64)
         self._cap = np.zeros(n_cells, bool)
+        self.on_cap, self.points_per_element = "stop", 1
+
+    @property
+    def n_points(self) -> int:
+        return self.n_cells
 
     @ti.kernel
     def _set_L(self, deps: ti.template(), n: ti.i32):
@@ -172,6 +251,25 @@ class RVEBatch:
     def cap_hit(self) -> np.ndarray:
         """Indices of the cells that hit the relaxation cap in the last update."""
         return np.nonzero(self._cap)[0]
+
+    def check(self, step: int) -> str:
+        """Cells that hit the relaxation cap in the last update stop the run (``on_cap = "stop"``,
+        returns the message) or are reported (``"warn"``, returns '')."""
+        hit = self.cap_hit()
+        if not len(hit):
+            return ""
+        k = int(hit[0])
+        msg = (f"step {step}: {len(hit)} RVE cell(s) did not reach equilibrium within material.cap = "
+               f"{self.cap} relaxation steps, first at Gauss point {k} (element {k // self.points_per_element}, "
+               f"unbalanced-force ratio {self.unbalanced[k]:.3g} > material.tol)")
+        if self.on_cap == "stop":
+            return msg + "; raise material.cap or material.steps_per_increment, or set material.on_cap = 'warn'"
+        log.warning("%s", msg)
+        return ""
+
+    def diagnostics(self, stress: np.ndarray) -> dict:
+        """Unbalanced-force ratio and DEM steps of every cell in the last update."""
+        return {"unbalanced": self.unbalanced.copy(), "steps": self.steps_used.astype(float)}
 
     def stress_numpy(self) -> np.ndarray:
         """(n_cells, 3, 3) current symmetric Love-Weber stress (Pa, tension positive)."""

@@ -20,33 +20,27 @@ import logging
 import numpy as np
 import taichi as ti
 
-from kernels import runtime
-from materials import csuh as _csuh
-from materials import params as _params
+from kernels import registry, runtime
 from materials.csuh import (A_DELTA, A_DKDM, A_EPSREF, A_K0, A_LINEAR, A_M0, A_NSUB, A_P0, A_PMIN,
                             A_QTOL, A_TMAX, N_AUX)
 from materials.csuh_integrator import substep, substep_count
-from materials.ime import IME
-from materials.mcc import MCC
 
 log = logging.getLogger(__name__)
 
-MODEL_CLASSES = {"csuh": _csuh.CSUH, "mcc": MCC, "ime": IME}
-DIAGNOSTICS = {"csuh": _csuh.DIAGNOSTICS, "mcc": ("p", "q", "f", "px0", "pc"),
-               "ime": ("p", "q", "f", "H", "E")}
 COUNTERS = ("steps", "substeps", "clipped", "plastic", "guard")
 
 
 def _setup(model: str, p0: float, params, options: dict):
-    """Validated (physics object, params dict, options dict, aux builder) for a model name."""
-    if model not in MODEL_CLASSES:
-        raise ValueError(f"model must be one of {', '.join(MODEL_CLASSES)}, got {model!r}")
-    opts = _params.check_options(model, options, where=f"{model} options")
-    prm = _params.check_params(model, params, where=f"{model} params")
-    phys = MODEL_CLASSES[model](**opts)
+    """(model spec, physics object, full params, full options) of a stress-point model name."""
+    spec = registry.get(model)
+    if spec.physics is None:
+        raise ValueError(f"model {model} is not a stress-point model; allowed: "
+                         f"{', '.join(n for n in registry.names() if registry.get(n).physics is not None)}")
+    opts = spec.schema.check_options(options, where=f"{model} options")
+    prm = spec.schema.check_params(params, where=f"{model} params", warn=False)
     if not p0 > 0:
         raise ValueError(f"p0 must be > 0 Pa (compression positive), got {p0}")
-    return phys, prm, opts
+    return spec, spec.physics(**opts), prm, opts
 
 
 def _aux(model: str, phys, prm: dict, opts: dict, p0: float, real) -> np.ndarray:
@@ -59,8 +53,7 @@ def _aux(model: str, phys, prm: dict, opts: dict, p0: float, real) -> np.ndarray
     a[A_LINEAR] = 1.0 if opts["substep_rule"] == "linear" else 0.0
     a[A_NSUB] = opts["n_sub"]
     a[A_TMAX] = opts["t_max"]
-    if model == "csuh":
-        a[A_M0], a[A_K0], a[A_DKDM] = _csuh.host_aux(prm)
+    a[A_M0], a[A_K0], a[A_DKDM] = phys.lode_constants(prm)
     return a
 
 
@@ -70,7 +63,7 @@ class _Common:
 
     def _init_common(self, model, n_points, p0, params, options, needs_grad=False):
         self.model_name = model
-        self.phys, prm, self.options = _setup(model, p0, params, options)
+        self.spec, self.phys, prm, self.options = _setup(model, p0, params, options)
         self.n_points = int(n_points)
         self.p0 = float(p0)
         self.real = runtime.real()
@@ -87,7 +80,7 @@ class _Common:
         if not isinstance(params, dict):
             params = dict(zip(self.param_names, np.asarray(params, dtype=float).tolist()))
         base = getattr(self, "param_values", None) or {}
-        prm = _params.check_params(self.model_name, {**base, **params}, warn=False)
+        prm = self.spec.schema.check_params({**base, **params}, warn=False)
         self.param_values = prm
         self.params.from_numpy(np.array([prm[k] for k in self.param_names], dtype=self.np_real))
         self.aux.from_numpy(_aux(self.model_name, self.phys, prm, self.options, self.p0,
@@ -96,10 +89,10 @@ class _Common:
     def set_options(self, **options) -> None:
         """Change run-time options (``delta_r``, ``eps_ref``, ``substep_rule``, ``n_sub``, ``t_max``,
         ``p_min``) without recompiling; static ones (``lode``, ``lode_grad``, ``mcc_init``) cannot change."""
-        static = {"lode", "lode_grad", "mcc_init"} & set(options)
+        static = {o.name for o in self.spec.schema.options if o.static} & set(options)
         if any(options[k] != self.options[k] for k in static):
             raise ValueError(f"options {', '.join(sorted(static))} are fixed at construction")
-        self.options = _params.check_options(self.model_name, {**self.options, **options})
+        self.options = self.spec.schema.check_options({**self.options, **options})
         self.set_params(self.param_values)
 
     @ti.func
@@ -120,7 +113,7 @@ class StressPointBatch(_Common):
     p0 : initial isotropic mean pressure, Pa, compression positive (initial stress -p0 I).
     params : parameters by name (defaults: the paper's Original sets, ``materials.params``).
     **options : ``lode``, ``lode_grad``, ``delta_r``, ``substep_rule``, ``eps_ref``, ``t_max``,
-        ``n_sub``, ``p_min`` (Pa), ``mcc_init`` — see ``materials.params.OPTIONS``.
+        ``n_sub``, ``p_min`` (Pa), ``mcc_init`` — see the model's ``SCHEMA`` (``materials.csuh`` ...).
     """
 
     def __init__(self, model: str, n_points: int, p0: float, params: dict | None = None, **options):
@@ -241,6 +234,10 @@ class StressPointBatch(_Common):
         self._wave_max()
         return float(self.wave_max[None]) / self.scale
 
+    def check(self, step: int) -> str:
+        """Stress-point models have no failure of their own beyond non-finite stress (the FEM checks)."""
+        return ""
+
     def counts(self) -> dict:
         """Event counters: steps, substeps, clipped (T hit t_max), plastic sub-steps, guard events."""
         return dict(zip(COUNTERS, self.counters.to_numpy().tolist()))
@@ -248,7 +245,7 @@ class StressPointBatch(_Common):
     def diagnostics(self, stress: np.ndarray) -> dict:
         """Model diagnostics at the given stresses (Pa, tension +) and current state, in Pa where
         dimensional (p, q compression positive). CSUH: p, q, f, xi, R, Mf, Mc, Mtheta, q_tilde."""
-        names = DIAGNOSTICS[self.model_name]
+        names = self.spec.diagnostics
         if self._diag is None:
             self._diag = (ti.Matrix.field(3, 3, self.real, shape=self.n_points),
                           ti.field(self.real, shape=(self.n_points, len(names))))
@@ -256,7 +253,7 @@ class StressPointBatch(_Common):
         self._diagnose(*self._diag)
         d = self._diag[1].to_numpy().astype(float)
         out = {n: d[:, j] for j, n in enumerate(names)}
-        for n in ("p", "q", "q_tilde", "px0", "pc"):       # stresses back to Pa (IME: already Pa)
+        for n in self.spec.stress_diagnostics:             # stresses back to Pa (IME: already Pa)
             if n in out:
                 out[n] = out[n] / self.scale
         return out
@@ -453,19 +450,6 @@ def gradient_check(model: str, strain: np.ndarray, p0: float = 100e3, deltas=(0.
     return path, out
 
 
-def make_material_batch(model: str, n_points: int, p0: float, params: dict | None = None, **options):
-    """Registry: the FEM's material batch for a model name (``csuh``, ``mcc``, ``ime``, ``elastic``)."""
-    if model == "elastic":
-        from kernels.elastic import ElasticBatch
-
-        prm = _params.check_params("elastic", params, where="elastic params")
-        opts = _params.check_options("elastic", options, where="elastic options")
-        return ElasticBatch(n_points, p0, prm["E"], prm["nu"], **opts)
-    if model in MODEL_CLASSES:
-        return StressPointBatch(model, n_points, p0, params, **options)
-    raise ValueError(f"model must be one of {', '.join(list(MODEL_CLASSES) + ['elastic'])}, got {model!r}")
-
-
 def replay(strain_histories: np.ndarray, p0: float, model: str, params: dict | None = None,
            options: dict | None = None) -> np.ndarray:
     """Stresses (Pa, tension +) along total-strain histories (n_points, n_steps, 3, 3), tension +,
@@ -473,11 +457,10 @@ def replay(strain_histories: np.ndarray, p0: float, model: str, params: dict | N
     strain = np.asarray(strain_histories, dtype=float)
     if strain.ndim != 4 or strain.shape[2:] != (3, 3):
         raise ValueError(f"strain histories must have shape (n_points, n_steps, 3, 3), got {strain.shape}")
-    if model == "elastic":
-        batch = make_material_batch(model, strain.shape[0], p0, params, **(options or {}))
-        return _replay_stepwise(batch, strain)
-    batch = StressPointBatch(model, strain.shape[0], p0, params, **(options or {}))
-    return batch.run_history(strain)
+    batch = registry.point_batch(model, strain.shape[0], p0, params, options)
+    if isinstance(batch, StressPointBatch):
+        return batch.run_history(strain)
+    return _replay_stepwise(batch, strain)
 
 
 def _replay_stepwise(batch, strain: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """CSUH with chi = 0 (spec §2-§4; paper Eqs. 6-14, 19-33) as Taichi functions.
 
 Inside: compression positive, kPa. State per point ``st = (e, H)``. Parameters in the order of
-``PARAM_NAMES``; the constants vector ``C`` (see :meth:`CSUH.constants`) carries the derived
+``SCHEMA.names``; the constants vector ``C`` (see :meth:`CSUH.constants`) carries the derived
 quantities ``p_s``, ``c_p``, ``k_f``, ``r``, ``k``, ``rho`` and the run constants.
 """
 import taichi as ti
@@ -9,9 +9,25 @@ import taichi as ti
 from materials import lode as _lode
 from materials.csuh_integrator import (I_P0, I_PMIN, I_QTOL, camclay_moduli, eye3, invariants, q_domega,
                                       unit_nq)
-from materials.params import PARAM_NAMES
+from materials.params import CAMCLAY, INTEGRATOR_OPTIONS, P_MIN, Option, ParamSchema, camclay_rules
 
 LODE_FORMS = ("exp", "two-anchor", "ts", "none")
+
+
+def _rules(p: dict) -> list:
+    return camclay_rules(p) + ([("m", "must be >= 0")] if p["m"] < 0 else [])
+
+
+SCHEMA = ParamSchema(
+    "csuh", params=tuple(CAMCLAY[k] for k in ("kappa", "lambda", "N", "Z", "m", "nu", "e0", "M")),
+    options=(Option("lode", "choice", LODE_FORMS, "exp", static=True),
+             Option("lode_grad", "choice", ("full", "frozen"), "full", static=True), P_MIN) + INTEGRATOR_OPTIONS,
+    presets={"original": {k: CAMCLAY[k].default for k in ("kappa", "lambda", "N", "Z", "m", "nu", "e0", "M")},
+             "optimised-2d": dict(kappa=0.162, **{"lambda": 0.223}, N=2.253, Z=0.516, m=0.635, nu=0.236, e0=0.276,
+                                  M=0.792),                                             # Table 10
+             "optimised-3d": dict(kappa=0.119, **{"lambda": 0.167}, N=2.653, Z=0.628, m=0.596, nu=0.249, e0=0.366,
+                                  M=0.895)},                                            # Table 15
+    rules=_rules, accepts_phi=True)
 
 # constants vector layout (after the common header 0..3)
 _K, _L, _N, _Z, _MM, _NU, _E0, _M, _PS, _CP, _KF, _R, _KE, _RHO, _PX0 = range(4, 19)
@@ -37,10 +53,14 @@ class CSUH:
     """
 
     name = "csuh"
-    param_names = PARAM_NAMES["csuh"]
+    param_names = SCHEMA.names
     state_names = ("e", "H")
     stress_scale = 1e-3          # Pa -> kPa
     n_const = N_CONST
+
+    def lode_constants(self, params: dict) -> tuple[float, float, float]:
+        """(M0, k0, dk/dM) of the exponential Lode form (host side); zeros where unused."""
+        return host_aux(params)
 
     def __init__(self, lode: str = "exp", lode_grad: str = "full", **_):
         if lode not in LODE_FORMS:

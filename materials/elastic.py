@@ -4,6 +4,17 @@ Pure Taichi functions; no fields, no state.
 """
 import taichi as ti
 
+from materials.params import Param, ParamSchema
+
+
+def _rules(p: dict) -> list:
+    bad = [] if p["E"] > 0 else [("E", "is out of range (allowed: > 0 Pa)")]
+    return bad + ([] if -1.0 < p["nu"] < 0.5 else [("nu", "is out of range (allowed: -1 < nu < 0.5)")])
+
+
+SCHEMA = ParamSchema("elastic", params=(Param("E", "Pa", 2e7, (1e3, 1e12)), Param("nu", "-", 0.2, (-0.99, 0.499))),
+                     presets={"original": {"E": 2e7, "nu": 0.2}}, rules=_rules)
+
 
 def lame(E: float, nu: float) -> tuple[float, float]:
     """Lame constants (lambda, mu) in Pa from Young's modulus E (Pa) and Poisson's ratio nu."""

@@ -9,7 +9,32 @@ import taichi as ti
 
 from materials.csuh import A_DELTA, A_P0, A_PMIN, A_QTOL
 from materials.csuh_integrator import I_QTOL, eye3, invariants, unit_nq
-from materials.params import PARAM_NAMES
+from materials.params import INTEGRATOR_OPTIONS, Param, ParamSchema, poisson_rule
+
+# Original set (Table 13); bounds spec §10 [A19]: nu in [0.1, 0.5], the signed exponents in [-5, 5],
+# the others within a factor 100 of the Original value.
+_ORIGINAL = dict(E0=2e7, nu=0.2, A=3e5, B=0.2, eps0=0.02, sigma_y0=1e4, Cd=0.1, Cp=-0.1, C=3e5, D=0.2,
+                 eps0p=0.02, nE=0.1)
+_UNITS = dict(E0="Pa", A="Pa", sigma_y0="Pa", C="Pa")
+
+
+def _bounds(k: str, v: float) -> tuple[float, float]:
+    if k == "nu":
+        return (0.1, 0.5)
+    return (-5.0, 5.0) if k in ("Cp", "Cd", "B", "D", "nE") else (v / 100.0, v * 100.0)
+
+
+def _rules(p: dict) -> list:
+    return ([("E0", "must be > 0")] if p["E0"] <= 0 else []) + poisson_rule(p)
+
+
+SCHEMA = ParamSchema(
+    "ime", params=tuple(Param(k, _UNITS.get(k, "-"), v, _bounds(k, v)) for k, v in _ORIGINAL.items()),
+    options=INTEGRATOR_OPTIONS,
+    presets={"original": dict(_ORIGINAL),
+             "optimised": dict(E0=4.81e8, nu=0.216, A=34.5, B=-2.23, eps0=2.79e-2, sigma_y0=5.17e-6, Cd=0.155,
+                               Cp=-0.512, C=8.35e-5, D=0.424, eps0p=8.83e-4, nE=-3.54)},      # Table 14
+    rules=_rules)
 
 _E, _NU, _A, _B, _EPS0, _SY0, _CD, _CPP, _CC, _DD, _EPS0P, _NE = range(4, 16)
 N_CONST = 16
@@ -21,10 +46,14 @@ class IME:
     """Enhanced IME physics (no static options)."""
 
     name = "ime"
-    param_names = PARAM_NAMES["ime"]
+    param_names = SCHEMA.names
     state_names = ("eps_s", "eps_v")
     stress_scale = 1.0
     n_const = N_CONST
+
+    def lode_constants(self, params: dict) -> tuple[float, float, float]:
+        """(M0, k0, dk/dM) of the exponential Lode form (host side); zeros where unused."""
+        return 0.0, 0.0, 0.0
 
     def __init__(self, **_):
         pass

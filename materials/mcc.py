@@ -8,7 +8,13 @@ import taichi as ti
 
 from materials.csuh import A_DELTA, A_P0, A_PMIN, A_QTOL
 from materials.csuh_integrator import I_P0, I_PMIN, I_QTOL, camclay_moduli, eye3, invariants, unit_nq
-from materials.params import PARAM_NAMES
+from materials.params import CAMCLAY, INTEGRATOR_OPTIONS, P_MIN, Option, ParamSchema, camclay_rules
+
+SCHEMA = ParamSchema(
+    "mcc", params=tuple(CAMCLAY[k] for k in ("kappa", "lambda", "N", "nu", "e0", "M")),
+    options=(Option("mcc_init", "choice", ("nc", "ncl"), "nc", static=True), P_MIN) + INTEGRATOR_OPTIONS,
+    presets={"original": {k: CAMCLAY[k].default for k in ("kappa", "lambda", "N", "nu", "e0", "M")}},
+    rules=camclay_rules, accepts_phi=True)
 
 _K, _L, _N, _NU, _E0, _M, _CP, _PX0 = range(4, 12)
 N_CONST = 12
@@ -19,10 +25,14 @@ class MCC:
     """Modified Cam-Clay physics; ``mcc_init`` is ``nc`` or ``ncl``."""
 
     name = "mcc"
-    param_names = PARAM_NAMES["mcc"]
+    param_names = SCHEMA.names
     state_names = ("e", "H")
     stress_scale = 1e-3
     n_const = N_CONST
+
+    def lode_constants(self, params: dict) -> tuple[float, float, float]:
+        """(M0, k0, dk/dM) of the exponential Lode form (host side); zeros where unused."""
+        return 0.0, 0.0, 0.0
 
     def __init__(self, mcc_init: str = "nc", **_):
         if mcc_init not in ("nc", "ncl"):

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from calibrate.loss import bound_penalty, component_mask, gamma_schedule  # noqa: E402
 from calibrate.synthetic import strain_paths  # noqa: E402
 from calibrate.train import prepare_data, split_points  # noqa: E402
-from materials.params import BOUNDS, DEFAULTS  # noqa: E402
+from materials.csuh import SCHEMA as CSUH  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 NAMES = ("kappa", "lambda", "N", "Z", "m", "nu", "e0", "M")
@@ -25,7 +25,7 @@ def test_bridge_forward_is_the_fem_integrator(ti_runtime):
 
     strain = strain_paths(3, 12, 4e-4, seed=3)               # several sub-steps per step
     s = Surrogate("csuh", strain, 100e3, OPTS, chunk_points=2)
-    phi = np.array([DEFAULTS["csuh"][k] for k in s.param_names])
+    phi = np.array([CSUH.defaults[k] for k in s.param_names])
     ours = s.stresses(phi)
     for i in range(3):                                        # one point alone: its own sub-steps
         alone = Surrogate("csuh", strain[i:i + 1], 100e3, OPTS).stresses(phi)
@@ -41,7 +41,7 @@ def test_bridge_gradients_match_finite_differences(ti_runtime):
 
     strain = strain_paths(3, 10, 1e-4, seed=5)
     s = Surrogate("csuh", strain, 100e3, OPTS, chunk_points=2)
-    phi = torch.tensor([DEFAULTS["csuh"][k] for k in s.param_names], dtype=torch.float64, requires_grad=True)
+    phi = torch.tensor([CSUH.defaults[k] for k in s.param_names], dtype=torch.float64, requires_grad=True)
     w = torch.from_numpy(np.random.default_rng(0).normal(size=(3, 10, 3, 3)))
     assert torch.autograd.gradcheck(lambda p: (s(p) * w).sum() / 1e5, (phi,), eps=1e-6, atol=1e-7, rtol=1e-4)
 
@@ -58,7 +58,7 @@ def test_loss_equals_direct_eq17(ti_runtime):
            "stress": np.concatenate([np.zeros((6, 1, 3, 3)), target], 1), "p0": 100e3,
            "kinematics": "plane_strain", "step": np.arange(9)}
     data = prepare_data(raw)
-    cal = Calibration(data, dict(DEFAULTS["csuh"]), Settings(split=(1.0, 0.0, 0.0), options=OPTS))
+    cal = Calibration(data, dict(CSUH.defaults), Settings(split=(1.0, 0.0, 0.0), options=OPTS))
     pred = replay(strain, 100e3, "csuh", None, OPTS)
     c = [(0, 0), (1, 1), (0, 1)]
     num = sum(((pred[:, :, i, j] - target[:, :, i, j]) ** 2).sum() for i, j in c)
@@ -89,7 +89,7 @@ def test_recovers_known_parameters_from_synthetic_data(ti_runtime):
     from calibrate.synthetic import synthetic_dataset
     from calibrate.train import Calibration, Settings
 
-    true = dict(DEFAULTS["csuh"])
+    true = dict(CSUH.defaults)
     raw = synthetic_dataset("csuh", true, n_points=24, n_steps=120, amplitude=8e-5, seed=1, options=OPTS)
     start = {"kappa": 0.05, "lambda": 0.11, "N": 2.2, "Z": 0.75, "m": 1.4, "nu": 0.25, "e0": 0.6, "M": 1.5}
     cal = Calibration(prepare_data(raw), start, Settings(epochs=30, lr=0.02, split=(0.75, 0.25, 0.0),
@@ -101,7 +101,7 @@ def test_recovers_known_parameters_from_synthetic_data(ti_runtime):
     print("recovered:", {k: round(v, 4) for k, v in got.items()}, "misfit", result["best_val_loss"])
     for name, tol in {"kappa": 0.05, "nu": 0.02}.items():      # the well-identified ones (docs/calibration.md)
         assert abs(got[name] - true[name]) < tol * true[name], (name, got[name], true[name])
-    assert all(BOUNDS["csuh"][k][0] <= got[k] <= BOUNDS["csuh"][k][1] for k in NAMES)
+    assert all(CSUH.bounds[k][0] <= got[k] <= CSUH.bounds[k][1] for k in NAMES)
 
 
 def test_lbfgs_reaches_a_far_lower_misfit_with_the_same_gradients(ti_runtime):
@@ -110,7 +110,7 @@ def test_lbfgs_reaches_a_far_lower_misfit_with_the_same_gradients(ti_runtime):
     from calibrate.synthetic import synthetic_dataset
     from calibrate.train import Calibration, Settings
 
-    true = dict(DEFAULTS["csuh"])
+    true = dict(CSUH.defaults)
     raw = synthetic_dataset("csuh", true, n_points=24, n_steps=120, amplitude=8e-5, seed=1, options=OPTS)
     start = {"kappa": 0.05, "lambda": 0.11, "N": 2.2, "Z": 0.75, "m": 1.4, "nu": 0.25, "e0": 0.6, "M": 1.5}
     cal = Calibration(prepare_data(raw), start, Settings(epochs=40, optimizer="lbfgs", split=(0.75, 0.25, 0.0),
@@ -120,7 +120,7 @@ def test_lbfgs_reaches_a_far_lower_misfit_with_the_same_gradients(ti_runtime):
     assert result["best_val_loss"] < 1e-3 * cal.history[0]["val_loss"]     # measured 1.7e-4
     for name, tol in {"kappa": 0.05, "nu": 0.02}.items():
         assert result["params"][name] == pytest.approx(true[name], rel=tol), name
-    assert all(BOUNDS["csuh"][k][0] <= result["params"][k] <= BOUNDS["csuh"][k][1] for k in NAMES)
+    assert all(CSUH.bounds[k][0] <= result["params"][k] <= CSUH.bounds[k][1] for k in NAMES)
 
 
 def test_calibrate_cli_and_params_file_used_by_a_case(tmp_path):

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from materials import lode
-from materials.params import DEFAULTS, friction_to_M
+from materials.csuh import SCHEMA as CSUH
+from materials.mcc import SCHEMA as MCC
+from materials.params import friction_to_M
 
 # --------------------------------------------------------------------------- host pieces (§2, §6)
 
@@ -69,7 +71,7 @@ def test_qc_is_q_at_triaxial_compression():
 
 
 def test_original_set_derived_constants():
-    p = DEFAULTS["csuh"]
+    p = CSUH.defaults
     ps = np.exp((p["N"] - p["Z"]) / p["lambda"]) - 1.0
     cp = (p["lambda"] - p["kappa"]) / (1 + p["e0"])
     assert ps == pytest.approx(1647.1, abs=0.1)
@@ -140,7 +142,7 @@ def test_csuh_isotropic_unloading_is_kappa_line(ti_runtime):
     assert np.all(np.diff(c["p"][half:]) < 0)
     assert np.allclose(c["q"], 0.0, atol=1e-6)
     assert np.ptp(c["H"][un]) < 1e-12
-    kappa_line = c["e"][un] + DEFAULTS["csuh"]["kappa"] * np.log(c["p"][un])
+    kappa_line = c["e"][un] + CSUH.defaults["kappa"] * np.log(c["p"][un])
     assert np.ptp(kappa_line) < 3e-5                                # reference: 1.5e-5
 
 
@@ -153,7 +155,7 @@ def test_mcc_reference(ti_runtime):
     c = run_test("mcc", "iso", 100e3, 0.12, 400, options=dict(n_sub=5, delta_r=0.0))
     lnp, e = np.log(c["p"]), c["e"]
     load = -np.diff(e[:200]) / np.diff(lnp[:200])
-    kap, lam, e0 = (DEFAULTS["mcc"][k] for k in ("kappa", "lambda", "e0"))
+    kap, lam, e0 = (MCC.defaults[k] for k in ("kappa", "lambda", "e0"))
     # first loading: de/dln p = kappa + (lambda - kappa)(1 + e)/(1 + e0) (spec §7; c_p frozen at e0)
     assert np.allclose(load, kap + (lam - kap) * (1 + e[:199]) / (1 + e0), atol=1e-4)
     assert load[0] == pytest.approx(lam, abs=1e-3)

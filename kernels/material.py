@@ -1,0 +1,37 @@
+"""The one interface between the FEM (or an element test) and a Gauss-point material batch.
+
+Every model of ``kernels.registry`` builds an object of this shape for ``n_points`` points.
+Stresses and strains are full 3x3, tension positive, Pa; ``deps`` and ``stress`` are Taichi
+``Matrix.field(3, 3)`` of length ``n_points`` that stay on the device.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class MaterialBatch(Protocol):
+    n_points: int
+
+    def update(self, deps, stress) -> None:
+        """Advance every point by its strain increment ``deps``; ``stress`` is read and overwritten (Pa)."""
+
+    def initial_stress(self) -> np.ndarray:
+        """(n_points, 3, 3) stress before the first increment (Pa, tension positive)."""
+
+    def snapshot(self) -> dict:
+        """Internal state as numpy arrays, for checkpoints and trial updates."""
+
+    def restore(self, state: dict) -> None:
+        """Inverse of :meth:`snapshot`."""
+
+    def wave_modulus(self) -> float:
+        """Largest constrained (P-wave) modulus over the points (Pa), for the stable time step."""
+
+    def check(self, step: int) -> str:
+        """After each step: a message when the material failed (the run stops), else ''."""
+
+    def diagnostics(self, stress: np.ndarray) -> dict:
+        """Model diagnostics at ``stress`` (n_points, 3, 3) and the current state: name -> (n_points,)."""
