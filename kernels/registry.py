@@ -87,6 +87,11 @@ def register(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+def unregister(name: str) -> None:
+    """Remove a model (tests that register a model of their own)."""
+    _MODELS.pop(name, None)
+
+
 def names(differentiable: bool | None = None, point_tests: bool | None = None) -> tuple[str, ...]:
     """Registered model names, optionally only the differentiable / element-testable ones."""
     return tuple(n for n, s in _MODELS.items()
