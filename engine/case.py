@@ -7,6 +7,7 @@ validated :class:`Case` travels downstream; ``Case.resolved`` is the dictionary 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import tomllib
@@ -270,9 +271,9 @@ def validate(data: dict, path: Path) -> Case:
     names = [cv.name for cv in curves]
     if len(set(names)) != len(names):
         raise CaseError(f"{where}: curve names must be unique, got {names}")
-    resolved["bc"] = [dict(e) for e in data.get("bc", [])]
-    resolved["load"] = [dict(e) for e in data.get("load", [])]
-    resolved["curve"] = [dict(e) for e in data.get("curve", [])]
+    resolved["bc"] = [_entry(b) for b in bcs]
+    resolved["load"] = [_entry(ld) for ld in loads]
+    resolved["curve"] = [_entry(cv) for cv in curves]
 
     out = _Table(data.get("output", {}), where, "output")
     output = Output(
@@ -290,6 +291,12 @@ def validate(data: dict, path: Path) -> Case:
                 thickness=thickness, material=material, p0=p0, damping=kind, alpha=alpha, c=c,
                 bcs=bcs, loads=loads, curves=curves, output=output, resolved=resolved,
                 source=_source(data, mesh_file))
+
+
+def _entry(entry) -> dict:
+    """A validated ``[[bc]]``, ``[[load]]`` or ``[[curve]]`` entry for ``run.json``, every default filled
+    (``mask``/``velocity``: x, y, z components of a bc; ``where`` is the entry's position)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(entry).items()}
 
 
 def _source(data: dict, mesh_file: Path) -> dict:
