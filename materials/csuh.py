@@ -24,9 +24,9 @@ SCHEMA = ParamSchema(
              Option("lode_grad", "choice", ("full", "frozen"), "full", static=True), P_MIN) + INTEGRATOR_OPTIONS,
     presets={"original": {k: CAMCLAY[k].default for k in ("kappa", "lambda", "N", "Z", "m", "nu", "e0", "M")},
              "optimised-2d": dict(kappa=0.162, **{"lambda": 0.223}, N=2.253, Z=0.516, m=0.635, nu=0.236, e0=0.276,
-                                  M=0.792),                                             # Table 10
+                                  M=0.792),                                             # Table 5
              "optimised-3d": dict(kappa=0.119, **{"lambda": 0.167}, N=2.653, Z=0.628, m=0.596, nu=0.249, e0=0.366,
-                                  M=0.895)},                                            # Table 15
+                                  M=0.895)},                                            # Table 10
     rules=_rules, accepts_phi=True)
 
 # constants vector layout (after the common header 0..3)
