@@ -42,7 +42,7 @@ DEM_OPTIONS = (
     Option("friction", "real", lambda v: v >= 0, None, text=">= 0 rad"),
     Option("damping", "real", lambda v: 0 <= v < 1, None, text="0 <= damping < 1"),
     Option("density", "real", lambda v: v > 0, None, text="> 0 kg/m^3 (particles)"),
-    Option("dt_safety", "real", lambda v: 0 < v <= 1, None, text="0 < dt_safety <= 1"),
+    Option("dt_safety", "real", lambda v: 0 < v <= 1, 0.3, text="0 < dt_safety <= 1"),
     Option("max_contacts_per_particle", "count", lambda v: v > 0, None, text="> 0"),
 )
 CONTACT_KEYS = ("young", "poisson", "friction", "damping", "density", "dt_safety", "max_contacts_per_particle")
