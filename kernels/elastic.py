@@ -60,3 +60,9 @@ class ElasticBatch:
     def wave_modulus(self) -> float:
         """Constrained (P-wave) modulus, Pa."""
         return elastic.constrained_modulus(self.E, self.nu, self.plane_stress)
+
+
+def build_batch(config, request) -> ElasticBatch:
+    """The registry's builder (``kernels.registry``): plane stress when the run's kinematics say so."""
+    return ElasticBatch(request.n_points, request.p0, config.params["E"], config.params["nu"],
+                        plane_stress=request.kinematics == "plane_stress")

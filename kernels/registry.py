@@ -8,10 +8,13 @@ replay and the calibration reach materials only through this module:
   :class:`BatchRequest` (points, initial pressure, kinematics, dimension);
 * :func:`point_batch` is the same for a model name and parameters (element tests, replay).
 
-Builders import their batch module when called, so importing the registry compiles nothing.
+A builder is a callable or, for the built-in models, the dotted path ``"module:function"`` of one,
+loaded on first use: importing the registry loads no batch module, and the batch modules may use the
+registry without an import cycle.
 """
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,14 +58,14 @@ class ModelSpec:
     """One material model.
 
     ``schema``: parameters (names, units, defaults, bounds) and options; ``build(config, request)``
-    makes its batch; ``state``: internal state names; ``diagnostics`` and which of them are stresses
+    makes its batch (a callable or ``"module:function"``); ``state``: internal state names; ``diagnostics`` and which of them are stresses
     (Pa); ``physics``: the Taichi physics class of a stress-point model; ``point_tests``: it runs from
     strain increments alone (element tests, replay); ``out_of_plane_2d``: 2D runs carry sigma_zz;
     ``configure(keys, where, base_dir) -> (params, options, settings)`` replaces the schema's own
     validation for models with other settings (DEM).
     """
     schema: ParamSchema
-    build: Callable
+    build: Callable | str
     summary: str
     state: tuple = ()
     differentiable: bool = False
@@ -71,11 +74,15 @@ class ModelSpec:
     physics: type | None = None
     point_tests: bool = True
     out_of_plane_2d: bool = True
-    configure: Callable | None = None
+    configure: Callable | str | None = None
 
     @property
     def name(self) -> str:
         return self.schema.model
+
+    def make(self, config: "MaterialConfig", request: BatchRequest):
+        """The batch of ``config`` for ``request``."""
+        return _load(self.build)(config, request)
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -110,7 +117,7 @@ def configure(model: str, keys: dict, where: str, density: float, base_dir: Path
     """Validate a ``[material]`` table's model keys (everything but ``model`` and ``density``)."""
     spec = get(model)
     if spec.configure is not None:
-        params, options, settings = spec.configure(keys, where, base_dir)
+        params, options, settings = _load(spec.configure)(keys, where, base_dir)
     else:
         (params, options), settings = spec.schema.resolve(keys, where, base_dir=base_dir), None
     return MaterialConfig(model=model, density=density, params=params, options=options, settings=settings)
@@ -118,7 +125,7 @@ def configure(model: str, keys: dict, where: str, density: float, base_dir: Path
 
 def build(config: MaterialConfig, request: BatchRequest):
     """The material batch of ``config`` for ``request``."""
-    return get(config.model).build(config, request)
+    return get(config.model).make(config, request)
 
 
 def point_batch(model: str, n_points: int, p0: float, params: dict | None = None, options: dict | None = None):
@@ -131,44 +138,28 @@ def point_batch(model: str, n_points: int, p0: float, params: dict | None = None
         raise ValueError(f"p0 must be > 0 Pa (compression positive), got {p0}")
     config = MaterialConfig(model=model, density=1.0, params=spec.schema.check_params(params, where=model),
                             options=spec.schema.check_options(options, where=model))
-    return spec.build(config, BatchRequest(n_points=n_points, p0=p0))
+    return spec.make(config, BatchRequest(n_points=n_points, p0=p0))
 
 
-def _stress_point(config: MaterialConfig, request: BatchRequest):
-    from kernels.stress_point import StressPointBatch
-
-    return StressPointBatch(config.model, request.n_points, request.p0, config.params, **config.options)
-
-
-def _elastic(config: MaterialConfig, request: BatchRequest):
-    from kernels.elastic import ElasticBatch
-
-    return ElasticBatch(request.n_points, request.p0, config.params["E"], config.params["nu"],
-                        plane_stress=request.kinematics == "plane_stress")
-
-
-def _dem(config: MaterialConfig, request: BatchRequest):
-    from kernels.rve_batch import build_cells
-
-    return build_cells(config.settings, request)
-
-
-def _dem_configure(keys: dict, where: str, base_dir):
-    from kernels.rve_batch import DEMSettings
-
-    return {}, {}, DEMSettings.from_table(keys, where, base_dir)
+def _load(ref):
+    """A callable, or the one a ``"module:function"`` string names."""
+    if not isinstance(ref, str):
+        return ref
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _builtin() -> None:
-    common = dict(build=_stress_point, differentiable=True, stress_diagnostics=("p", "q", "q_tilde", "px0", "pc"))
+    common = dict(build="kernels.stress_point:build_batch", differentiable=True, stress_diagnostics=("p", "q", "q_tilde", "px0", "pc"))
     register(ModelSpec(csuh.SCHEMA, summary="CSUH surrogate (chi = 0), the paper's differentiable model",
                        state=csuh.CSUH.state_names, diagnostics=csuh.DIAGNOSTICS, physics=csuh.CSUH, **common))
     register(ModelSpec(mcc.SCHEMA, summary="Modified Cam-Clay", state=mcc.MCC.state_names,
                        diagnostics=mcc.DIAGNOSTICS, physics=mcc.MCC, **common))
     register(ModelSpec(ime.SCHEMA, summary="enhanced IME (paper Eq. 53)", state=ime.IME.state_names,
                        diagnostics=ime.DIAGNOSTICS, physics=ime.IME, **common))
-    register(ModelSpec(elastic.SCHEMA, build=_elastic, summary="linear isotropic elasticity"))
-    register(ModelSpec(ParamSchema("dem", params=()), build=_dem, configure=_dem_configure, point_tests=False,
+    register(ModelSpec(elastic.SCHEMA, build="kernels.elastic:build_batch", summary="linear isotropic elasticity"))
+    register(ModelSpec(ParamSchema("dem", params=()), build="kernels.rve_batch:build_cells",
+                       configure="kernels.rve_batch:configure", point_tests=False,
                        summary="DEM cells (periodic disk/sphere packings) at every Gauss point",
                        diagnostics=("unbalanced", "steps"), out_of_plane_2d=False))
 

@@ -94,8 +94,14 @@ def _packing_paths(value, where: str, base_dir) -> tuple:
     return tuple(paths)
 
 
-def build_cells(settings: DEMSettings, request) -> "RVEBatch":
+def configure(keys: dict, where: str, base_dir) -> tuple[dict, dict, DEMSettings]:
+    """The registry's validation of a DEM material table: no parameters, no options, settings."""
+    return {}, {}, DEMSettings.from_table(keys, where, base_dir)
+
+
+def build_cells(config, request) -> "RVEBatch":
     """The DEM batch of a run (``kernels.registry``): one cell per Gauss point of ``request``."""
+    settings = config.settings
     packings = [load_packing(p) for p in settings.packing]
     batch = RVEBatch(packings, request.n_points, request.dim, settings.steps_per_increment, settings.tol,
                      settings.cap, {**settings.overrides, "p0": request.p0 or 100e3})

@@ -450,6 +450,11 @@ def gradient_check(model: str, strain: np.ndarray, p0: float = 100e3, deltas=(0.
     return path, out
 
 
+def build_batch(config, request) -> StressPointBatch:
+    """The registry's builder of the stress-point models (``kernels.registry``)."""
+    return StressPointBatch(config.model, request.n_points, request.p0, config.params, **config.options)
+
+
 def replay(strain_histories: np.ndarray, p0: float, model: str, params: dict | None = None,
            options: dict | None = None) -> np.ndarray:
     """Stresses (Pa, tension +) along total-strain histories (n_points, n_steps, 3, 3), tension +,
