@@ -72,23 +72,44 @@ def loading_overlap(data_a: dict, data_b: dict, bins: int = 60) -> float:
 def compare(paths: list, out: Path, field: str = "eps_s", points: list | None = None, component: str = "yy",
             seed: int = 0) -> dict:
     """Write the comparison of runs ``paths[1:]`` against the reference ``paths[0]`` into ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     runs = [open_run(p) for p in paths]
     check_same_case(runs)
     out.mkdir(parents=True, exist_ok=True)
     labels = _labels(runs)
     curves = [read_curves(r.path / "curves.csv") for r in runs]
-    names = [k for k in curves[0] if k not in ("step", "time")]
-    y_name, x_name = names[0], (names[1] if len(names) > 1 else "time")
-    written = {}
+    names, x_name, y_name = _curve_names(curves[0])
+    written = {"errors": _error_tables(labels, curves, x_name, y_name, out)}
+    _curve_plots(plt, labels, curves, names, x_name, out)
+    picks = _field_steps(runs, labels, field, out)
+    if picks:
+        written["field_steps"] = picks
+    if all((r.path / "dataset.h5").is_file() for r in runs):
+        written["overlap"] = _dataset_plots(plt, runs, labels, points, component, seed, out)
+    return written
 
-    # error table on the main boundary quantity
+
+def _pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _curve_names(curves: dict) -> tuple[list[str], str, str]:
+    """Recorded quantities (all but step/time), the abscissa (second one, else time), the main y (first)."""
+    names = [k for k in curves if k not in ("step", "time")]
+    y_name, x_name = names[0], (names[1] if len(names) > 1 else "time")
+    return names, x_name, y_name
+
+
+def _error_tables(labels: list[str], curves: list[dict], x_name: str, y_name: str, out: Path) -> list[dict]:
+    """Error measures of each run's ``y_name`` against the reference: errors.csv, errors.md; the rows."""
     rows = []
-    for r, lab, c in zip(runs[1:], labels[1:], curves[1:]):
+    for lab, c in zip(labels[1:], curves[1:]):
         e = error_measures(curves[0][x_name], curves[0][y_name], c[x_name], c[y_name])
         rows.append({"run": lab, "quantity": y_name, **e})
     with open(out / "errors.csv", "w") as f:
@@ -99,9 +120,11 @@ def compare(paths: list, out: Path, field: str = "eps_s", points: list | None = 
           "| run | MAE | peak error | post-peak error |", "|---|---|---|---|"]
     md += [f"| {r['run']} | {r['mae']:.4g} | {r['peak_error']:.4g} | {r['post_peak_error']:.4g} |" for r in rows]
     (out / "errors.md").write_text("\n".join(md) + "\n")
-    written["errors"] = rows
+    return rows
 
-    # boundary curves overlaid
+
+def _curve_plots(plt, labels: list[str], curves: list[dict], names: list[str], x_name: str, out: Path) -> None:
+    """One curve_<name>.png per recorded quantity, all runs overlaid against ``x_name``."""
     for name in names:
         if name == x_name:
             continue
@@ -116,51 +139,65 @@ def compare(paths: list, out: Path, field: str = "eps_s", points: list | None = 
         fig.savefig(out / f"curve_{name}.png", dpi=120)
         plt.close(fig)
 
-    # side-by-side fields at matching steps
+
+def _field_steps(runs: list[RunFolder], labels: list[str], field: str, out: Path) -> list | None:
+    """Side-by-side ``field`` at up to three steps all runs saved (fields_<field>.png); the steps."""
     common = sorted(set.intersection(*[{f[1] for f in r.frames} for r in runs]))
-    if common:
-        picks = sorted({common[len(common) // 3], common[2 * len(common) // 3], common[-1]})
-        _field_grid(runs, labels, picks, field, out / f"fields_{field}.png")
-        written["field_steps"] = picks
+    if not common:
+        return None
+    picks = sorted({common[len(common) // 3], common[2 * len(common) // 3], common[-1]})
+    _field_grid(runs, labels, picks, field, out / f"fields_{field}.png")
+    return picks
 
-    # Gauss-point histories and loading space, where the runs recorded datasets
-    if all((r.path / "dataset.h5").is_file() for r in runs):
-        from engine.dataset import read_dataset
 
-        data = [read_dataset(r.path / "dataset.h5") for r in runs]
-        n = data[0]["stress"].shape[0]
-        pts = points or list(np.sort(np.random.default_rng(seed).choice(n, size=min(4, n), replace=False)))
-        i, j = {"xx": (0, 0), "yy": (1, 1), "zz": (2, 2), "xy": (0, 1), "yz": (1, 2), "xz": (0, 2)}[component]
-        fig, axes = plt.subplots(1, len(pts), figsize=(4 * len(pts), 3.6), squeeze=False)
-        for ax, k in zip(axes[0], pts):
-            for lab, d, style in zip(labels, data, ["k-", "C0--", "C1-.", "C2:"]):
-                ax.plot(d["step"], -d["stress"][k, :, i, j] / 1e3, style, lw=1.2, label=lab)
-            ax.set_title(f"Gauss point {k}")
-            ax.set_xlabel("step")
-            ax.set_ylabel(f"$-\\sigma_{{{component}}}$ (kPa)")
-            ax.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / f"gauss_points_s{component}.png", dpi=120)
-        plt.close(fig)
-        overlaps = {}
-        fig, ax = plt.subplots(figsize=(5.5, 4.5))
-        for lab, d, color in zip(labels, data, ["k", "C0", "C1", "C2"]):
-            inv = stress_strain(d["stress"], d["strain"])
-            ax.scatter(inv["p"].ravel() / 1e3, inv["q"].ravel() / 1e3, s=1, alpha=0.3, color=color, label=lab)
-        for lab, d in zip(labels[1:], data[1:]):
-            overlaps[lab] = loading_overlap(data[0], d)
-        ax.set_xlabel("p (kPa)")
-        ax.set_ylabel("q (kPa)")
-        ax.set_title("loading space; overlap " + ", ".join(f"{k}: {v:.2f}" for k, v in overlaps.items()))
-        ax.legend(markerscale=8, fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "loading_space.png", dpi=120)
-        plt.close(fig)
-        with open(out / "overlap.csv", "w") as f:
-            f.write("run,overlap\n" + "".join(f"{k},{v!r}\n" for k, v in overlaps.items()))
-        written["overlap"] = overlaps
-    return written
+def _dataset_plots(plt, runs: list[RunFolder], labels: list[str], points: list | None, component: str,
+                   seed: int, out: Path) -> dict:
+    """Gauss-point histories and loading space from the runs' dataset.h5; the overlaps."""
+    from engine.dataset import read_dataset
+
+    data = [read_dataset(r.path / "dataset.h5") for r in runs]
+    n = data[0]["stress"].shape[0]
+    pts = points or list(np.sort(np.random.default_rng(seed).choice(n, size=min(4, n), replace=False)))
+    _gauss_point_plot(plt, labels, data, pts, component, out)
+    return _loading_space(plt, labels, data, out)
+
+
+def _gauss_point_plot(plt, labels: list[str], data: list[dict], pts: list, component: str, out: Path) -> None:
+    """-sigma_<component> (kPa) against step at the Gauss points ``pts`` (gauss_points_s<component>.png)."""
+    i, j = {"xx": (0, 0), "yy": (1, 1), "zz": (2, 2), "xy": (0, 1), "yz": (1, 2), "xz": (0, 2)}[component]
+    fig, axes = plt.subplots(1, len(pts), figsize=(4 * len(pts), 3.6), squeeze=False)
+    for ax, k in zip(axes[0], pts):
+        for lab, d, style in zip(labels, data, ["k-", "C0--", "C1-.", "C2:"]):
+            ax.plot(d["step"], -d["stress"][k, :, i, j] / 1e3, style, lw=1.2, label=lab)
+        ax.set_title(f"Gauss point {k}")
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"$-\\sigma_{{{component}}}$ (kPa)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / f"gauss_points_s{component}.png", dpi=120)
+    plt.close(fig)
+
+
+def _loading_space(plt, labels: list[str], data: list[dict], out: Path) -> dict:
+    """(p, q) scatter in kPa (loading_space.png) and each run's overlap with the reference (overlap.csv)."""
+    overlaps = {}
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for lab, d, color in zip(labels, data, ["k", "C0", "C1", "C2"]):
+        inv = stress_strain(d["stress"], d["strain"])
+        ax.scatter(inv["p"].ravel() / 1e3, inv["q"].ravel() / 1e3, s=1, alpha=0.3, color=color, label=lab)
+    for lab, d in zip(labels[1:], data[1:]):
+        overlaps[lab] = loading_overlap(data[0], d)
+    ax.set_xlabel("p (kPa)")
+    ax.set_ylabel("q (kPa)")
+    ax.set_title("loading space; overlap " + ", ".join(f"{k}: {v:.2f}" for k, v in overlaps.items()))
+    ax.legend(markerscale=8, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "loading_space.png", dpi=120)
+    plt.close(fig)
+    with open(out / "overlap.csv", "w") as f:
+        f.write("run,overlap\n" + "".join(f"{k},{v!r}\n" for k, v in overlaps.items()))
+    return overlaps
 
 
 def _labels(runs: list[RunFolder]) -> list[str]:

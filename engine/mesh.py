@@ -216,12 +216,8 @@ def _orient_facets(cells: np.ndarray, facets: np.ndarray, cell_type: str) -> np.
     return out
 
 
-def load_mesh(path, scale: float = 1.0) -> Mesh:
-    """Read a mesh file; see the module docstring for what is checked and normalised.
-
-    ``scale`` multiplies the coordinates (e.g. 1e-3 for a mesh drawn in millimetres).
-    """
-    p = Path(path)
+def _read(p: Path):
+    """Read ``p`` with meshio, its console chatter captured; any failure is a MeshError."""
     spath = str(p)
     if not p.is_file():
         raise MeshError(f"{spath}: mesh file not found")
@@ -235,7 +231,7 @@ def load_mesh(path, scale: float = 1.0) -> Mesh:
         with warnings.catch_warnings(), contextlib.redirect_stdout(chatter), \
                 contextlib.redirect_stderr(chatter):
             warnings.simplefilter("ignore")
-            m = meshio.read(spath)
+            return meshio.read(spath)
     except (Exception, SystemExit) as exc:
         text = " ".join(str(exc).split()) if not isinstance(exc, SystemExit) else ""
         if not text:
@@ -243,6 +239,9 @@ def load_mesh(path, scale: float = 1.0) -> Mesh:
         text = text[:300]
         raise MeshError(f"{spath}: meshio cannot read it ({type(exc).__name__}: {text})") from exc
 
+
+def _domain_type(m, spath: str) -> tuple[str, int]:
+    """The single supported element type of highest topological dimension, and its dimension."""
     found = sorted({b.type for b in m.cells})
     if not found:
         raise MeshError(f"{spath}: no cells found; {_SUPPORTED_TEXT}")
@@ -251,12 +250,15 @@ def load_mesh(path, scale: float = 1.0) -> Mesh:
     if len(domain_types) != 1 or domain_types[0] not in SUPPORTED:
         raise MeshError(f"{spath}: cell types {found}; {_SUPPORTED_TEXT}")
     cell_type = domain_types[0]
-    dim = SUPPORTED[cell_type]
     allowed = {cell_type, _FACET_TYPE[cell_type], "vertex", "line"}
     if not set(found) <= allowed:
         raise MeshError(f"{spath}: cell types {found}; {_SUPPORTED_TEXT} "
                         f"(with {_FACET_TYPE[cell_type]!r} boundary facets and 'vertex' points)")
+    return cell_type, SUPPORTED[cell_type]
 
+
+def _points(m, dim: int, spath: str, scale: float) -> np.ndarray:
+    """Node coordinates (n, dim) float64 in metres: z dropped in 2D (must be 0), times ``scale``."""
     pts = np.asarray(m.points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] not in (2, 3):
         raise MeshError(f"{spath}: points have shape {pts.shape}")
@@ -268,10 +270,12 @@ def load_mesh(path, scale: float = 1.0) -> Mesh:
             pts = pts[:, :2]
     elif pts.shape[1] != 3:
         raise MeshError(f"{spath}: hexahedron mesh needs 3D points, got {pts.shape[1]} columns")
-    pts = np.ascontiguousarray(pts * float(scale))
+    return np.ascontiguousarray(pts * float(scale))
 
-    blocks = [np.asarray(b.data, dtype=np.int64) for b in m.cells]
-    types = [b.type for b in m.cells]
+
+def _domain_cells(blocks: list[np.ndarray], types: list[str], cell_type: str,
+                  spath: str) -> tuple[np.ndarray, dict[int, int]]:
+    """Elements of all ``cell_type`` blocks in block order, and each such block's first index."""
     dom_blocks = [k for k, t in enumerate(types) if t == cell_type]
     offsets = {}
     start = 0
@@ -281,19 +285,38 @@ def load_mesh(path, scale: float = 1.0) -> Mesh:
     cells = np.concatenate([blocks[k] for k in dom_blocks], axis=0)
     if len(cells) == 0:
         raise MeshError(f"{spath}: no {cell_type} cells")
+    return cells, offsets
 
-    # drop nodes not used by any element, renumber everything
+
+def _drop_unused(pts: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drop nodes no element uses: new points, renumbered cells, old -> new index (-1: dropped)."""
     used = np.unique(cells)
     remap = np.full(len(pts), -1, dtype=np.int64)
     remap[used] = np.arange(len(used), dtype=np.int64)
-    pts = pts[used]
-    cells = remap[cells]
+    return pts[used], remap[cells], remap
 
+
+def _orient_cells(pts: np.ndarray, cells: np.ndarray, cell_type: str, spath: str) -> np.ndarray:
+    """Positive-area triangles or positive-Jacobian hexahedra (degenerate ones are an error)."""
     if cell_type == "triangle":
-        cells = _orient_triangles(pts, cells, spath)
-    else:
-        cells = _orient_hexahedra(pts, cells, spath)
+        return _orient_triangles(pts, cells, spath)
+    return _orient_hexahedra(pts, cells, spath)
 
+
+def _group_connectivity(conn: np.ndarray, name: str, cell_type: str, spath: str) -> np.ndarray:
+    """Renumbered group entities without those that use dropped nodes (warned about)."""
+    if np.any(conn < 0):
+        # stacklevel: this function, _group_sets, load_mesh, then load_mesh's caller
+        warnings.warn(f"{spath}: group {name!r} has nodes outside the {cell_type} "
+                      "elements; they are ignored", stacklevel=4)
+        keep = np.all(conn >= 0, axis=1)
+        conn = conn[keep]
+    return conn
+
+
+def _group_sets(m, spath: str, blocks: list[np.ndarray], types: list[str], cell_type: str,
+                offsets: dict[int, int], remap: np.ndarray, cells: np.ndarray) -> tuple[dict, dict, dict]:
+    """Named groups as ``node_sets``, ``facet_sets`` (outward oriented) and ``cell_sets``."""
     facet_type = _FACET_TYPE[cell_type]
     node_sets: dict[str, np.ndarray] = {}
     facet_sets: dict[str, np.ndarray] = {}
@@ -305,12 +328,7 @@ def load_mesh(path, scale: float = 1.0) -> Mesh:
             if t == cell_type:
                 elems.append(offsets[k] + idx)
                 continue
-            conn = remap[blocks[k][idx]]
-            if np.any(conn < 0):
-                warnings.warn(f"{spath}: group {name!r} has nodes outside the {cell_type} "
-                              "elements; they are ignored", stacklevel=2)
-                keep = np.all(conn >= 0, axis=1)
-                conn = conn[keep]
+            conn = _group_connectivity(remap[blocks[k][idx]], name, cell_type, spath)
             nodes.append(conn.ravel())
             if t == facet_type:
                 facets.append(conn)
@@ -321,7 +339,26 @@ def load_mesh(path, scale: float = 1.0) -> Mesh:
         if facets:
             f = np.concatenate(facets, axis=0).astype(np.int64)
             facet_sets[name] = _orient_facets(cells, f, cell_type)
+    return node_sets, facet_sets, cell_sets
 
+
+def load_mesh(path, scale: float = 1.0) -> Mesh:
+    """Read a mesh file; see the module docstring for what is checked and normalised.
+
+    ``scale`` multiplies the coordinates (e.g. 1e-3 for a mesh drawn in millimetres).
+    """
+    p = Path(path)
+    spath = str(p)
+    m = _read(p)
+    cell_type, dim = _domain_type(m, spath)
+    pts = _points(m, dim, spath, scale)
+    blocks = [np.asarray(b.data, dtype=np.int64) for b in m.cells]
+    types = [b.type for b in m.cells]
+    cells, offsets = _domain_cells(blocks, types, cell_type, spath)
+    pts, cells, remap = _drop_unused(pts, cells)
+    cells = _orient_cells(pts, cells, cell_type, spath)
+    node_sets, facet_sets, cell_sets = _group_sets(m, spath, blocks, types, cell_type,
+                                                   offsets, remap, cells)
     return Mesh(
         points=pts,
         cells=np.ascontiguousarray(cells, dtype=np.int64),
