@@ -176,173 +176,263 @@ class VerletLists:
 
     @ti.kernel
     def _rebuild(self, auto_flip: ti.i32):
-        dim = ti.static(self.cells.dim)
+        """Steps 0-5 of a rebuild of the flagged cells, one offloaded loop each."""
         # 0. flip: h' = h M (cell-wise), decided here
         for c in range(self.cells.n_cells):
             if self.need[c] != 0:
-                if self.flip_manual[c] != 0:
-                    self.flipped[c] = 1
-                    self.flip_manual[c] = 0
-                else:
-                    self.flipped[c] = 0
-                    if auto_flip != 0 and self.cells.flip_auto[c] != 0:
-                        m, minv = self._reduce(c)
-                        if (m != ti.Matrix.identity(ti.i32, dim)).any():
-                            self.flip_m[c] = m
-                            self.flip_minv[c] = minv
-                            self.flipped[c] = 1
+                self._decide_flip(c, auto_flip)
                 if self.flipped[c] != 0:
-                    m = self.flip_m[c]
-                    self.cells.h[c] = self.cells.h[c] @ ti.cast(m, self.real)
-                    self.cells.flips[c] = self.cells.flips[c] @ m
-                    self.cells.n_flips[c] += 1
+                    self._apply_flip(c)
         # 1. keep the old lists (images in the flipped basis: k' = M^-1 k)
         for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
             if self.need[c] != 0:
                 self.o_count[c, i] = self.nb_count[c, i]
         for c, i, e in ti.ndrange(self.cells.n_cells, self.cells.max_p, self.K):
             if self.need[c] != 0 and e < self.nb_count[c, i]:
-                self.o_j[c, i, e] = self.nb_j[c, i, e]
-                if self.flipped[c] != 0:
-                    self.o_k[c, i, e] = self.flip_minv[c] @ self.nb_k[c, i, e]
-                else:
-                    self.o_k[c, i, e] = self.nb_k[c, i, e]
-                self.o_fs[c, i, e] = self.c_fs[c, i, e]
-                self.o_n[c, i, e] = self.c_n[c, i, e]
-                self.o_active[c, i, e] = self.c_active[c, i, e]
+                self._keep_entry(c, i, e)
         # 2. wrap particles into the cell (after s' = M^-1 s if flipped), remember the shift
         for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
             if self.need[c] != 0 and i < self.cells.npart[c]:
-                if self.flipped[c] != 0:
-                    self.cells.s[c, i] = ti.cast(self.flip_minv[c], self.real) @ self.cells.s[c, i]
-                fl = ti.floor(self.cells.s[c, i])
-                self.cells.s[c, i] -= fl
-                self.wrap[c, i] = ti.cast(fl, ti.i32)
-                self.s_ref[c, i] = self.cells.s[c, i]
+                self._wrap_particle(c, i)
         # 3. bins, filled serially per cell in particle order (deterministic)
         for c in range(self.cells.n_cells):
             if self.need[c] != 0:
-                self.h_ref[c] = self.cells.h[c]
-                hinv = self.cells.h[c].inverse()
-                reach = 2.0 * self.rmax[c] + self.skin[c]
-                nb = ti.Vector.zero(ti.i32, dim)
-                for a in ti.static(range(dim)):
-                    row = ti.Vector([hinv[a, b] for b in ti.static(range(dim))])
-                    width = 1.0 / row.norm()
-                    nb[a] = ti.cast(ti.floor(width / reach), ti.i32)
-                    if nb[a] < 1:
-                        self.overflow[OVERFLOW_THIN] += 1
-                        nb[a] = 1
-                total = 1
-                for a in ti.static(range(dim)):
-                    total *= nb[a]
-                while total > self.max_bins:
-                    amax = 0
-                    for a in ti.static(range(1, dim)):
-                        if nb[a] > nb[amax]:
-                            amax = a
-                    nb[amax] -= 1
-                    total = 1
-                    for a in ti.static(range(dim)):
-                        total *= nb[a]
-                self.nbins[c] = nb
-                for b in range(total):
-                    self.bin_count[c, b] = 0
-                for i in range(self.cells.npart[c]):
-                    flat = 0
-                    for a in ti.static(range(dim - 1, -1, -1)):
-                        ba = ti.cast(ti.floor(self.cells.s[c, i][a] * nb[a]), ti.i32)
-                        ba = ti.min(ti.max(ba, 0), nb[a] - 1)
-                        flat = flat * nb[a] + ba
-                    self.p_bin[c, i] = flat
-                    self.bin_count[c, flat] += 1
-                start = 0
-                for b in range(total):
-                    self.bin_start[c, b] = start
-                    start += self.bin_count[c, b]
-                    self.bin_count[c, b] = 0
-                for i in range(self.cells.npart[c]):
-                    b = self.p_bin[c, i]
-                    self.bin_ids[c, self.bin_start[c, b] + self.bin_count[c, b]] = i
-                    self.bin_count[c, b] += 1
+                self._fill_bins(c)
         # 4. search the neighbouring bins; carry the owner's contact state over
         for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
             if self.need[c] != 0 and i < self.cells.npart[c]:
                 nb = self.nbins[c]
-                lo = ti.Vector.zero(ti.i32, dim)
-                cnt = ti.Vector.zero(ti.i32, dim)
-                b = self.p_bin[c, i]
-                for a in ti.static(range(dim)):
-                    ba = b % nb[a]
-                    b = b // nb[a]
-                    if nb[a] >= 3:
-                        lo[a] = ba - 1
-                        cnt[a] = 3
-                    else:
-                        lo[a] = -nb[a]
-                        cnt[a] = 3 * nb[a]
-                total = 1
-                for a in ti.static(range(dim)):
-                    total *= cnt[a]
-                n = 0
-                ri = self.cells.radius[c, i]
-                for t in range(total):
-                    rem = t
-                    flat = 0
-                    stride = 1
-                    k = ti.Vector.zero(ti.i32, dim)
-                    for a in ti.static(range(dim)):
-                        v = lo[a] + rem % cnt[a]
-                        rem = rem // cnt[a]
-                        flat += (v % nb[a]) * stride
-                        stride *= nb[a]
-                        k[a] = v // nb[a]
-                    for m in range(self.bin_start[c, flat], self.bin_start[c, flat] + self.bin_count[c, flat]):
-                        j = self.bin_ids[c, m]
-                        if j != i:
-                            l = self._branch(c, i, j, ti.cast(k, self.real))
-                            rc = ri + self.cells.radius[c, j] + self.skin[c]
-                            if l.dot(l) < rc * rc:
-                                if n < self.K:
-                                    self.nb_j[c, i, n] = j
-                                    self.nb_k[c, i, n] = k
-                                    n += 1
-                                else:
-                                    self.overflow[OVERFLOW_LIST] += 1
+                lo, cnt, total = self._scan_range(c, i, nb)
+                n = self._collect_neighbours(c, i, nb, lo, cnt, total)
                 self.nb_count[c, i] = n
-                wi = self.wrap[c, i]
-                for e in range(n):
-                    j = self.nb_j[c, i, e]
-                    self.c_fs[c, i, e] = ti.Vector.zero(self.real, dim)
-                    self.c_force[c, i, e] = ti.Vector.zero(self.real, dim)
-                    self.c_active[c, i, e] = 0
-                    self.c_pen[c, i, e] = 0.0
-                    if i < j:
-                        knew = self.nb_k[c, i, e]
-                        wj = self.wrap[c, j]
-                        for q in range(self.o_count[c, i]):
-                            if self.o_j[c, i, q] == j:
-                                if (self.o_k[c, i, q] + wj - wi == knew).all():
-                                    self.c_fs[c, i, e] = self.o_fs[c, i, q]
-                                    self.c_n[c, i, e] = self.o_n[c, i, q]
-                                    self.c_active[c, i, e] = self.o_active[c, i, q]
+                self._carry_contact_state(c, i, n)
         # 5. mirror pointers of the non-owner entries
         for c, i, e in ti.ndrange(self.cells.n_cells, self.cells.max_p, self.K):
             if self.need[c] != 0 and e < self.nb_count[c, i]:
-                j = self.nb_j[c, i, e]
-                if i > j:
-                    found = -1
-                    k = self.nb_k[c, i, e]
-                    for q in range(self.nb_count[c, j]):
-                        if self.nb_j[c, j, q] == i and (self.nb_k[c, j, q] == -k).all():
-                            found = q
-                    self.nb_mirror[c, i, e] = found
-                    if found < 0:
-                        self.overflow[OVERFLOW_MIRROR] += 1
+                self._link_mirror(c, i, e)
         for c in range(self.cells.n_cells):
             if self.need[c] != 0:
                 self.n_rebuilds[c] += 1
                 self.need[c] = 0
+
+    @ti.func
+    def _decide_flip(self, c, auto_flip):
+        """Set ``flipped[c]``: a manual flip (consumed), else the reduction's M when it is not I."""
+        dim = ti.static(self.cells.dim)
+        if self.flip_manual[c] != 0:
+            self.flipped[c] = 1
+            self.flip_manual[c] = 0
+        else:
+            self.flipped[c] = 0
+            if auto_flip != 0 and self.cells.flip_auto[c] != 0:
+                m, minv = self._reduce(c)
+                if (m != ti.Matrix.identity(ti.i32, dim)).any():
+                    self.flip_m[c] = m
+                    self.flip_minv[c] = minv
+                    self.flipped[c] = 1
+
+    @ti.func
+    def _apply_flip(self, c):
+        """h' = h M; the accumulated flips and their count follow."""
+        m = self.flip_m[c]
+        self.cells.h[c] = self.cells.h[c] @ ti.cast(m, self.real)
+        self.cells.flips[c] = self.cells.flips[c] @ m
+        self.cells.n_flips[c] += 1
+
+    @ti.func
+    def _keep_entry(self, c, i, e):
+        """Copy list entry ``e`` of particle ``i`` and its contact state to the old list (k' = M^-1 k)."""
+        self.o_j[c, i, e] = self.nb_j[c, i, e]
+        if self.flipped[c] != 0:
+            self.o_k[c, i, e] = self.flip_minv[c] @ self.nb_k[c, i, e]
+        else:
+            self.o_k[c, i, e] = self.nb_k[c, i, e]
+        self.o_fs[c, i, e] = self.c_fs[c, i, e]
+        self.o_n[c, i, e] = self.c_n[c, i, e]
+        self.o_active[c, i, e] = self.c_active[c, i, e]
+
+    @ti.func
+    def _wrap_particle(self, c, i):
+        """s <- M^-1 s if flipped, then s - floor(s) in [0, 1); the integer shift goes to ``wrap``."""
+        if self.flipped[c] != 0:
+            self.cells.s[c, i] = ti.cast(self.flip_minv[c], self.real) @ self.cells.s[c, i]
+        fl = ti.floor(self.cells.s[c, i])
+        self.cells.s[c, i] -= fl
+        self.wrap[c, i] = ti.cast(fl, ti.i32)
+        self.s_ref[c, i] = self.cells.s[c, i]
+
+    @ti.func
+    def _fill_bins(self, c):
+        """Bin the particles of cell ``c`` (serially, in particle order); the reference shape is h."""
+        self.h_ref[c] = self.cells.h[c]
+        nb, total = self._bin_counts(c)
+        self.nbins[c] = nb
+        self._count_bin_members(c, nb, total)
+        self._bin_offsets(c, total)
+        self._sort_into_bins(c)
+
+    @ti.func
+    def _bin_counts(self, c):
+        """Bins per axis, floor(face distance / (2 r_max + skin)) >= 1, at most ``max_bins`` in all.
+
+        Returns the bins per axis and their product.
+        """
+        dim = ti.static(self.cells.dim)
+        hinv = self.cells.h[c].inverse()
+        reach = 2.0 * self.rmax[c] + self.skin[c]
+        nb = ti.Vector.zero(ti.i32, dim)
+        for a in ti.static(range(dim)):
+            row = ti.Vector([hinv[a, b] for b in ti.static(range(dim))])
+            width = 1.0 / row.norm()
+            nb[a] = ti.cast(ti.floor(width / reach), ti.i32)
+            if nb[a] < 1:
+                self.overflow[OVERFLOW_THIN] += 1
+                nb[a] = 1
+        total = 1
+        for a in ti.static(range(dim)):
+            total *= nb[a]
+        while total > self.max_bins:
+            amax = 0
+            for a in ti.static(range(1, dim)):
+                if nb[a] > nb[amax]:
+                    amax = a
+            nb[amax] -= 1
+            total = 1
+            for a in ti.static(range(dim)):
+                total *= nb[a]
+        return nb, total
+
+    @ti.func
+    def _count_bin_members(self, c, nb, total):
+        """Each particle's flat bin (last axis slowest) in ``p_bin``; particles per bin in ``bin_count``."""
+        dim = ti.static(self.cells.dim)
+        for b in range(total):
+            self.bin_count[c, b] = 0
+        for i in range(self.cells.npart[c]):
+            flat = 0
+            for a in ti.static(range(dim - 1, -1, -1)):
+                ba = ti.cast(ti.floor(self.cells.s[c, i][a] * nb[a]), ti.i32)
+                ba = ti.min(ti.max(ba, 0), nb[a] - 1)
+                flat = flat * nb[a] + ba
+            self.p_bin[c, i] = flat
+            self.bin_count[c, flat] += 1
+
+    @ti.func
+    def _bin_offsets(self, c, total):
+        """Exclusive prefix sum of the bin counts into ``bin_start``; the counts are reset to 0."""
+        start = 0
+        for b in range(total):
+            self.bin_start[c, b] = start
+            start += self.bin_count[c, b]
+            self.bin_count[c, b] = 0
+
+    @ti.func
+    def _sort_into_bins(self, c):
+        """Particle indices into ``bin_ids``, bin by bin, in particle order within a bin."""
+        for i in range(self.cells.npart[c]):
+            b = self.p_bin[c, i]
+            self.bin_ids[c, self.bin_start[c, b] + self.bin_count[c, b]] = i
+            self.bin_count[c, b] += 1
+
+    @ti.func
+    def _scan_range(self, c, i, nb):
+        """Bins to scan around particle ``i``: first (unwrapped) bin and count per axis; their product.
+
+        Axes with three bins or more scan the bin and its two neighbours; thinner axes scan all
+        bins of the images -1, 0, 1.
+        """
+        dim = ti.static(self.cells.dim)
+        lo = ti.Vector.zero(ti.i32, dim)
+        cnt = ti.Vector.zero(ti.i32, dim)
+        b = self.p_bin[c, i]
+        for a in ti.static(range(dim)):
+            ba = b % nb[a]
+            b = b // nb[a]
+            if nb[a] >= 3:
+                lo[a] = ba - 1
+                cnt[a] = 3
+            else:
+                lo[a] = -nb[a]
+                cnt[a] = 3 * nb[a]
+        total = 1
+        for a in ti.static(range(dim)):
+            total *= cnt[a]
+        return lo, cnt, total
+
+    @ti.func
+    def _scanned_bin(self, nb, lo, cnt, t):
+        """Scanned bin number ``t`` (first axis fastest): its flat index and its image shift k."""
+        dim = ti.static(self.cells.dim)
+        rem = t
+        flat = 0
+        stride = 1
+        k = ti.Vector.zero(ti.i32, dim)
+        for a in ti.static(range(dim)):
+            v = lo[a] + rem % cnt[a]
+            rem = rem // cnt[a]
+            flat += (v % nb[a]) * stride
+            stride *= nb[a]
+            k[a] = v // nb[a]
+        return flat, k
+
+    @ti.func
+    def _collect_neighbours(self, c, i, nb, lo, cnt, total):
+        """List the (j, k) closer to ``i`` than r_i + r_j + skin (overflow counted); their number."""
+        n = 0
+        ri = self.cells.radius[c, i]
+        for t in range(total):
+            flat, k = self._scanned_bin(nb, lo, cnt, t)
+            for m in range(self.bin_start[c, flat], self.bin_start[c, flat] + self.bin_count[c, flat]):
+                j = self.bin_ids[c, m]
+                if j != i:
+                    l = self._branch(c, i, j, ti.cast(k, self.real))
+                    rc = ri + self.cells.radius[c, j] + self.skin[c]
+                    if l.dot(l) < rc * rc:
+                        if n < self.K:
+                            self.nb_j[c, i, n] = j
+                            self.nb_k[c, i, n] = k
+                            n += 1
+                        else:
+                            self.overflow[OVERFLOW_LIST] += 1
+        return n
+
+    @ti.func
+    def _carry_contact_state(self, c, i, n):
+        """Reset the ``n`` new entries of ``i``; owner entries take the old state of the same contact.
+
+        An old entry (j, k_old) is the same contact when ``k_old + wrap_j - wrap_i == k_new``.
+        """
+        dim = ti.static(self.cells.dim)
+        wi = self.wrap[c, i]
+        for e in range(n):
+            j = self.nb_j[c, i, e]
+            self.c_fs[c, i, e] = ti.Vector.zero(self.real, dim)
+            self.c_force[c, i, e] = ti.Vector.zero(self.real, dim)
+            self.c_active[c, i, e] = 0
+            self.c_pen[c, i, e] = 0.0
+            if i < j:
+                knew = self.nb_k[c, i, e]
+                wj = self.wrap[c, j]
+                for q in range(self.o_count[c, i]):
+                    if self.o_j[c, i, q] == j:
+                        if (self.o_k[c, i, q] + wj - wi == knew).all():
+                            self.c_fs[c, i, e] = self.o_fs[c, i, q]
+                            self.c_n[c, i, e] = self.o_n[c, i, q]
+                            self.c_active[c, i, e] = self.o_active[c, i, q]
+
+    @ti.func
+    def _link_mirror(self, c, i, e):
+        """Non-owner entry (i > j): index of its partner entry (j: i, -k) into ``nb_mirror`` (-1: none)."""
+        j = self.nb_j[c, i, e]
+        if i > j:
+            found = -1
+            k = self.nb_k[c, i, e]
+            for q in range(self.nb_count[c, j]):
+                if self.nb_j[c, j, q] == i and (self.nb_k[c, j, q] == -k).all():
+                    found = q
+            self.nb_mirror[c, i, e] = found
+            if found < 0:
+                self.overflow[OVERFLOW_MIRROR] += 1
 
     def update(self):
         """Check the skin criterion and rebuild the lists of the cells that need it."""
