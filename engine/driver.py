@@ -1,41 +1,40 @@
-"""The step loop of a run and its run folder.
+"""The step loop of a run.
 
-A run folder holds ``run.json`` (resolved case, versions, arch, timings, status), ``curves.csv``,
-``vtk/*.vtu`` frames collected by ``fields.pvd``, optionally ``dataset.h5`` (Gauss-point histories)
-and ``checkpoints/step_NNNNNNN.npz``. A run that diverges stops with a message naming the step and
-keeps everything written up to the last good step. ``resume`` continues a run from its latest
-checkpoint and gives the same outputs as an uninterrupted run, bit for bit on the same machine and
-arch (every reduction in the step is done in a fixed order).
+``run`` sets a case up (``engine.model``), then after every step runs the state checks and the
+recorders (``engine.recorders``: curves, VTK frames, Gauss-point dataset, checkpoints, live
+preview), each at its own interval, into a run folder (``engine.runfolder``). A run that diverges
+stops with a message naming the step and keeps everything written up to the last good step.
+``resume`` continues a run from its latest checkpoint and gives the same outputs as an
+uninterrupted run, bit for bit on the same machine and arch (every reduction in the step is done
+in a fixed order).
 """
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import platform
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from engine import __version__
-from kernels import runtime
+from engine import __version__, runfolder
+from engine.boundary import BoundarySwitch
 from engine.case import Case, CaseError, apply_overrides, validate
-from engine.model import Model, boundary_arrays, build
-from engine.recorders import CurveWriter, VTKWriter, write_json
+from engine.model import Model, build
+from engine.recorders import (CheckpointRecorder, CurveRecorder, DatasetRecorder, FrameRecorder,
+                              PreviewRecorder, Step)
+from engine.recorders.base import Interval
+from engine.recorders.frames import FrameCallback
+from engine.runfolder import default_run_dir
+from kernels import runtime
 
 log = logging.getLogger(__name__)
-KEEP_CHECKPOINTS = 2
+__all__ = ["Diverged", "default_run_dir", "load_run_case", "run", "versions"]
 
 
 class Diverged(RuntimeError):
     """The run stopped because its state became invalid (NaN, inverted element)."""
-
-
-def default_run_dir(case: Case) -> Path:
-    return Path("runs") / f"{case.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def versions() -> dict:
@@ -45,67 +44,80 @@ def versions() -> dict:
             "python": sys.version.split()[0], "platform": platform.platform()}
 
 
-def prepare_run_dir(out: Path) -> Path:
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty; choose another --out (runs are never overwritten)")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def load_run_case(run_dir: Path, overrides: list[str]) -> Case:
     """The case of an existing run folder, with ``overrides`` applied (for ``--resume``)."""
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
+    info = runfolder.read_info(run_dir)
+    if info is None:
         raise CaseError(f"{run_dir}: not a run folder (no run.json)")
-    info = json.loads(path.read_text())
     data = apply_overrides(info["case_source"], overrides, Path(info["case_file"]))
     return validate(data, Path(info["case_file"]))
-
-
-def latest_checkpoint(run_dir: Path, max_step: int) -> Path | None:
-    found = sorted((Path(run_dir) / "checkpoints").glob("step_*.npz"))
-    found = [p for p in found if int(p.stem.split("_")[1]) <= max_step]
-    return found[-1] if found else None
-
-
-def gauss_points(model: Model):
-    """Reference coordinates (n_gp, dim), element and local index of every Gauss point."""
-    from kernels.fem import reference_element
-
-    mesh, fem = model.mesh, model.fem
-    _, N, _ = reference_element(fem.npe, fem.dim)
-    coords = np.einsum("ga,eai->egi", N, mesh.points[mesh.cells]).reshape(-1, fem.dim)
-    element = np.repeat(np.arange(fem.n_elem), fem.ngp)
-    return coords, element, np.tile(np.arange(fem.ngp), fem.n_elem)
 
 
 def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, on_frame=None,
         resume: bool = False, gui: str | None = None) -> dict:
     """Run ``case`` into the folder ``out``, or continue the run there with ``resume=True``.
 
-    A new run's folder must not hold a previous run. ``gui`` names the field of a live preview
-    window (see ``engine.preview``). Returns the ``run.json`` dictionary. Raises
-    :class:`Diverged` after writing outputs when the state becomes invalid.
+    A new run's folder must not hold a previous run. ``on_frame(step, model, state)`` is called at
+    every frame; ``gui`` names the field of a live preview window (see ``engine.preview``). Returns
+    the ``run.json`` dictionary. Raises :class:`Diverged` after writing outputs when the state
+    becomes invalid.
     """
-    from tqdm import tqdm
-
     out = Path(out)
     t0 = time.perf_counter()
-    start = 0
+    model, start, old, timings = _set_up(case, out, resume, t0)
+    info = _run_info(case, model, arch, start, timings, old)
+    runfolder.write_json(out / runfolder.RUN_JSON, info)
+    recorders = _recorders(model, out, resume, start, on_frame, gui)
+    s0 = Step(model, start, np.zeros(len(model.curve_names)))
+    for r in recorders:
+        r.start(s0, resume)
+    out_before = sum(r.seconds for r in recorders)
+    switch = BoundarySwitch(model.fem, model.bcs, model.mesh.n_nodes, model.mesh.dim, case.dt, start, resume)
+    t_loop = time.perf_counter()
+    status, message = "completed", ""
+    try:
+        status, message = _loop(model, recorders, switch, start, info, progress)
+    finally:
+        for r in recorders:
+            r.close()
+        spent = sum(r.seconds for r in recorders)
+        timings["loop_s"] = time.perf_counter() - t_loop - (spent - out_before)
+        timings["output_s"] = spent
+        timings["total_s"] = time.perf_counter() - t0
+        done = info["steps_done"] - start
+        timings["steps_per_s"] = done / timings["loop_s"] if timings["loop_s"] > 0 else None
+        info.update(status=status, message=message)
+        runfolder.write_json(out / runfolder.RUN_JSON, info)
+    if status == "diverged":
+        raise Diverged(f"{case.path}: {message}; outputs up to step {info['steps_done']} kept in {out}")
+    if status == "interrupted":
+        raise KeyboardInterrupt
+    return info
+
+
+def _set_up(case: Case, out: Path, resume: bool, t0: float):
+    """The model, the step it starts after, the previous ``run.json`` (resume) and the timings."""
     if resume:
-        ckpt = latest_checkpoint(out, case.steps)
+        ckpt = runfolder.latest_checkpoint(out, case.steps)
         if ckpt is None:
             raise CaseError(f"{out}: no checkpoint to resume from (set output.checkpoint_every)")
-        old = json.loads((out / "run.json").read_text())
+        old = runfolder.read_info(out)
     else:
-        prepare_run_dir(out)
+        runfolder.prepare_run_dir(out)
+        old = None
     model = build(case)
-    fem = model.fem
     timings = {"setup_s": time.perf_counter() - t0}
+    start = 0
     if resume:
-        start = _restore(model, ckpt)
-        _truncate_outputs(out, start, case.output.every)
+        start = runfolder.restore_checkpoint(model, ckpt)
+        runfolder.truncate_outputs(out, start, case.output.every)
         timings["resumed_from_step"] = start
+    return model, start, old, timings
+
+
+def _run_info(case: Case, model: Model, arch: str | None, start: int, timings: dict, old: dict | None) -> dict:
+    """The ``run.json`` dictionary of a run starting after ``start``."""
+    fem = model.fem
     info = {
         "case": case.resolved, "case_source": case.source, "case_file": str(case.path),
         "versions": versions(), "arch": arch or runtime.arch_name(),
@@ -115,164 +127,88 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
         "dt": case.dt, "dt_critical": model.dt_crit, "mass_scaling": model.mass_scaling,
         "steps_requested": case.steps, "steps_done": start, "status": "running", "timings": timings,
     }
-    if resume:
+    if old is not None:
         info["history"] = old.get("history", []) + [{k: old.get(k) for k in ("steps_done", "status", "timings")}]
-    write_json(out / "run.json", info)
-    curves = CurveWriter(out / "curves.csv", model.curve_names, append=resume)
-    frames = _read_pvd(out) if resume else None
-    vtk = VTKWriter(out, model.mesh.points, model.mesh.cells, frames) if case.output.vtk else None
-    dataset = _dataset_writer(case, model, out, start if resume else None)
-    preview = None
+    return info
+
+
+def _recorders(model: Model, out: Path, resume: bool, start: int, on_frame, gui: str | None) -> list:
+    """The recorders of a run, in the order they record a step: ungated first."""
+    case = model.case
+    frames = Interval(case.output.every, case.steps)
+    recorders = [CurveRecorder(out / runfolder.CURVES, model.curve_names, append=resume)]
+    if case.output.dataset:
+        recorders.append(DatasetRecorder(out, model, Interval(case.output.dataset_every),
+                                         start if resume else None))
+    if case.output.vtk:
+        recorders.append(FrameRecorder(out, model, frames, resumed=resume))
+    if on_frame is not None:
+        recorders.append(FrameCallback(on_frame, frames))
     if gui is not None:
         from engine.preview import open_preview
 
         preview, why = open_preview(model, gui)
         if why:
             sys.stderr.write(why + "\n")
-    every, ck_every, ds_every = case.output.every, case.output.checkpoint_every, case.output.dataset_every
-    t_out = 0.0
+        if preview is not None:
+            recorders.append(PreviewRecorder(preview, frames))
+    recorders.append(CheckpointRecorder(out, Interval(case.output.checkpoint_every, case.steps)))
+    return recorders
 
-    def frame(step):
-        nonlocal t_out
-        ts = time.perf_counter()
-        if vtk is not None or on_frame is not None or preview is not None:
-            st = fem.state()
-            if vtk is not None:
-                vtk.write(step, step * case.dt, st["u"], st["v"], st["stress"], st["strain"], fem.ngp)
-            if on_frame is not None:
-                on_frame(step, model, st)
-            if preview is not None:
-                preview.draw(step, model, st)
-        t_out += time.perf_counter() - ts
 
-    def record_dataset(step):
-        nonlocal t_out
-        ts = time.perf_counter()
-        dataset.append(step, fem.strain.to_numpy(), fem.stress.to_numpy())
-        t_out += time.perf_counter() - ts
+def _checks(model: Model):
+    """The checks after every step and those at frames: callables ``(step) -> message or ''``."""
+    every_step = [lambda s: _check_state(model, s.step, s.values)]
+    if model.material_check is not None:
+        every_step.insert(0, lambda s: model.material_check(s.step))
+    frames = Interval(model.case.output.every, model.case.steps)
+    at_frames = [lambda s: _check_stable(model, s.step) if frames(s.step) else ""]
+    return every_step, at_frames
 
-    if not resume:
-        frame(0)
-        curves.write(0, 0.0, [0.0] * len(model.curve_names))
-        if dataset is not None:
-            record_dataset(0)
+
+def _failure(checks: list, s: Step) -> str:
+    """The first failed check's message, or ''."""
+    for check in checks:
+        msg = check(s)
+        if msg:
+            return msg
+    return ""
+
+
+def _loop(model: Model, recorders: list, switch: BoundarySwitch, start: int, info: dict, progress: bool):
+    """Steps ``start + 1 .. run.steps``, checked and recorded; returns (status, message)."""
+    from tqdm import tqdm
+
+    case, fem = model.case, model.fem
+    every_step, at_frames = _checks(model)
+    ungated = [r for r in recorders if not r.gated]
+    gated = [r for r in recorders if r.gated]
     step = start
-    status, message = "completed", ""
-    timed = [bc.until for bc in case.bcs if bc.until is not None]
-    active = tuple((start + 0.5) * case.dt < t for t in timed)
-    if resume and timed:
-        fem.set_boundary(*boundary_arrays(case, model.mesh, (start + 0.5) * case.dt))
-    t_loop, t_out_before = time.perf_counter(), t_out
     bar = tqdm(total=case.steps, initial=start, unit="step", disable=not progress, desc=case.name,
                dynamic_ncols=True)
     try:
         for step in range(start + 1, case.steps + 1):
-            if timed:  # prescribed velocities with an end time: switched off mid-step
-                now = tuple((step - 0.5) * case.dt < t for t in timed)
-                if now != active:
-                    fem.set_boundary(*boundary_arrays(case, model.mesh, (step - 0.5) * case.dt))
-                active = now
+            switch.before(step)
             fem.step(model.material, case.dt, case.alpha, case.c)
             fem.record_curves()
-            values = fem.curve_value.to_numpy()[: len(model.curve_names)]
-            bad = _check_state(model, step, values)
+            s = Step(model, step, fem.curve_value.to_numpy()[: len(model.curve_names)])
+            bad = _failure(every_step, s)
             if bad:
-                status, message = "diverged", bad
-                break
-            curves.write(step, step * case.dt, values)
+                return "diverged", bad
+            for r in ungated:
+                r.on_step(s)
             info["steps_done"] = step
-            if preview is not None:
-                preview.add_curve_point(values)
-            if dataset is not None and step % ds_every == 0:
-                record_dataset(step)
-            if step % every == 0 or step == case.steps:
-                bad = _check_stable(model, step)
-                if bad:
-                    status, message = "diverged", bad
-                    break
-                frame(step)
-            if ck_every and (step % ck_every == 0 or step == case.steps):
-                _checkpoint(model, out, step)
+            bad = _failure(at_frames, s)
+            if bad:
+                return "diverged", bad
+            for r in gated:
+                r.on_step(s)
             bar.update(1)
     except KeyboardInterrupt:
-        status, message = "interrupted", f"interrupted by the user at step {step}"
+        return "interrupted", f"interrupted by the user at step {step}"
     finally:
         bar.close()
-        curves.close()
-        if dataset is not None:
-            dataset.close()
-        timings["loop_s"] = time.perf_counter() - t_loop - (t_out - t_out_before)
-        timings["output_s"] = t_out
-        timings["total_s"] = time.perf_counter() - t0
-        done = info["steps_done"] - start
-        timings["steps_per_s"] = done / timings["loop_s"] if timings["loop_s"] > 0 else None
-        info.update(status=status, message=message)
-        write_json(out / "run.json", info)
-    if status == "diverged":
-        raise Diverged(f"{case.path}: {message}; outputs up to step {info['steps_done']} kept in {out}")
-    if status == "interrupted":
-        raise KeyboardInterrupt
-    return info
-
-
-def _dataset_writer(case: Case, model: Model, out: Path, resume_step):
-    if not case.output.dataset:
-        return None
-    from engine.dataset import OUT_OF_PLANE, DatasetWriter
-
-    coords, element, gp = gauss_points(model)
-    disks = case.material["model"] == "dem" and model.mesh.dim == 2
-    attrs = {"p0": case.p0, "kinematics": model.kinematics, "dt": case.dt, "model": case.material["model"],
-             "out_of_plane": OUT_OF_PLANE["disks" if disks else model.kinematics], "case": json.dumps(case.resolved)}
-    return DatasetWriter(out / "dataset.h5", coords, element, gp, attrs, runtime.np_real(), resume_step,
-                         undefined_out_of_plane=disks)
-
-
-def _checkpoint(model: Model, out: Path, step: int) -> None:
-    """FEM state and material state after ``step``; keeps the newest few."""
-    folder = out / "checkpoints"
-    folder.mkdir(exist_ok=True)
-    arrays = {f"fem/{k}": v for k, v in model.fem.state().items()}
-    arrays.update({f"material/{k}": v for k, v in model.material.snapshot().items()})
-    tmp = folder / f"step_{step:07d}.tmp.npz"
-    np.savez(tmp, step=step, **arrays)
-    tmp.replace(folder / f"step_{step:07d}.npz")
-    for old in sorted(folder.glob("step_*.npz"))[:-KEEP_CHECKPOINTS]:
-        old.unlink()
-
-
-def _restore(model: Model, path: Path) -> int:
-    with np.load(path) as z:
-        model.fem.load_state({k[4:]: z[k] for k in z.files if k.startswith("fem/")})
-        model.material.restore({k[9:]: z[k] for k in z.files if k.startswith("material/")})
-        step = int(z["step"])
-    if model.fem.updated:
-        model.fem.update_geometry()
-    return step
-
-
-def _truncate_outputs(out: Path, step: int, every: int) -> None:
-    """Drop what an interrupted run wrote after its checkpoint at ``step``, and its last-step frame
-    when that is off the ``output.every`` grid (the continued run would not have written it)."""
-    path = out / "curves.csv"
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= step])
-    for frame in (out / "vtk").glob("frame_*.vtu"):
-        n = int(frame.stem.split("_")[1])
-        if n > step or n % every != 0:
-            frame.unlink()
-
-
-def _read_pvd(out: Path) -> list:
-    import re
-
-    path = out / "fields.pvd"
-    if not path.is_file():
-        return []
-    found = re.findall(r'timestep="([^"]+)"[^>]*file="([^"]+)"', path.read_text())
-    return [(float(t), name) for t, name in found if (out / name).is_file()]
+    return "completed", ""
 
 
 def _check_stable(model: Model, step: int) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import meshio
 import numpy as np
 
+from engine import runfolder
 from engine.views import RunFolder
 
 FORMATS = ("vtu", "vtkhdf", "xdmf")
@@ -28,14 +29,11 @@ def export(run: RunFolder, fmt: str, out: Path) -> list[Path]:
     if fmt == "vtu":
         names = []
         for t, step, m in frames:
-            path = out / f"frame_{step:07d}.vtu"
+            path = out / runfolder.frame_file(step)
             meshio.write(path, m)
             names.append((t, path.name))
-        pvd = ['<?xml version="1.0"?>', '<VTKFile type="Collection" version="0.1">', "  <Collection>"]
-        pvd += [f'    <DataSet timestep="{t!r}" file="{n}"/>' for t, n in names]
-        pvd += ["  </Collection>", "</VTKFile>", ""]
-        (out / "fields.pvd").write_text("\n".join(pvd))
-        return [out / n for _, n in names] + [out / "fields.pvd"]
+        runfolder.write_pvd(out / runfolder.PVD, names, compact=True)
+        return [out / n for _, n in names] + [out / runfolder.PVD]
     if fmt == "xdmf":
         # meshio's writer puts the .h5 in the working directory: write from inside ``out``
         cwd = os.getcwd()
@@ -51,7 +49,7 @@ def export(run: RunFolder, fmt: str, out: Path) -> list[Path]:
     if fmt == "vtkhdf":
         files = []
         for t, step, m in frames:
-            path = out / f"frame_{step:07d}.vtkhdf"
+            path = out / runfolder.frame_file(step, ".vtkhdf")
             write_vtkhdf(path, m)
             files.append({"name": path.name, "time": t})
         series = out / "fields.vtkhdf.series"

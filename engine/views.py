@@ -6,12 +6,12 @@ Field names (``--field``): cell fields ``p``, ``q``, ``eps_v``, ``eps_s``, stres
 """
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from engine import runfolder
 
 COMPONENTS = {"xx": (0, 0), "yy": (1, 1), "zz": (2, 2), "xy": (0, 1), "yz": (1, 2), "xz": (0, 2)}
 CELL_FIELDS = {"p": ("p", "Pa"), "q": ("q", "Pa"), "eps_v": ("eps_v", "-"), "eps_s": ("eps_s", "-")}
@@ -55,15 +55,10 @@ class RunFolder:
 def open_run(path: str | Path) -> RunFolder:
     """A run folder's ``run.json`` and its VTK frames (from ``fields.pvd``)."""
     path = Path(path)
-    if not (path / "run.json").is_file():
+    info = runfolder.read_info(path)
+    if info is None:
         raise RunError(f"{path}: not a run folder (no run.json)")
-    info = json.loads((path / "run.json").read_text())
-    frames = []
-    pvd = path / "fields.pvd"
-    if pvd.is_file():
-        for t, name in re.findall(r'timestep="([^"]+)"[^>]*file="([^"]+)"', pvd.read_text()):
-            step = int(re.search(r"(\d+)\.vtu$", name).group(1))
-            frames.append((float(t), step, path / name))
+    frames = [(t, runfolder.frame_step(name), path / name) for t, name in runfolder.read_pvd(path)]
     frames.sort(key=lambda f: f[1])
     return RunFolder(path, info, frames)
 
@@ -168,7 +163,7 @@ def plot_curves(run: RunFolder, out_dir: Path, x: str | None = None) -> list[Pat
 
     from engine.recorders import read_curves
 
-    c = read_curves(run.path / "curves.csv")
+    c = read_curves(run.path / runfolder.CURVES)
     names = [k for k in c if k not in ("step", "time")]
     if not names:
         raise RunError(f"{run.path}: curves.csv has no curves")
