@@ -87,8 +87,7 @@ def _path_err(se, sy, p0):
 
 def isotropic(packing, strain=1e-3, steps=1000, relax=2000, every=50, workdir=None):
     """Same isotropic compression then relaxation in both codes; returns a dict of figures."""
-    from engine import runtime
-    from kernels import packing as kpacking
+    from kernels import packing as kpacking, runtime
     from kernels.packing import load_packing
 
     packing = Path(packing).resolve()
@@ -145,8 +144,7 @@ def engine_replay(p, Ls, steps, rec_steps, perturb=0.0, seed=0):
     the stress (records, dim, dim) at the step counts ``rec_steps``."""
     from dataclasses import replace
 
-    from engine import runtime
-    from kernels import packing as kpacking
+    from kernels import packing as kpacking, runtime
 
     rng = np.random.default_rng(seed)
     q = replace(p, pos=p.pos + perturb * p.radius.mean() * rng.standard_normal(p.pos.shape))

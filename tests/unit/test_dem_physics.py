@@ -124,8 +124,8 @@ def test_float32_follows_float64(ti_runtime, request):
     (0.1 m), 1.5e-4 of a typical overlap (4e-5 m), so contact forces carry errors of that order,
     which the sliding contact network amplifies: measured 1.4e-3 of the stress scale after 300 steps
     of compression and shear. Broken f32 arithmetic would give order-one differences."""
-    from engine import rve, runtime
-    from kernels import rve_batch
+    from engine import rve
+    from kernels import runtime, rve_batch
     from kernels.packing import load_packing
 
     p = load_packing(PACKINGS / SMALL[2])
@@ -134,7 +134,7 @@ def test_float32_follows_float64(ti_runtime, request):
     inc[0, :, 0, 1] = inc[0, :, 1, 0] = 1e-4
     out = {}
     for fp in ("f64", "f32"):
-        runtime.init(arch=request.config.getoption("--arch"), fp=fp, offline_cache=False)
+        runtime.init(arch=request.config.getoption("--arch"), fp=fp)
         batch = rve_batch.RVEBatch([p], 1, 2, steps_per_increment=100, tol=0.01, cap=0)
         out[fp] = rve.drive_increments(batch, inc)["stress"][0]
     scale = np.abs(out["f64"]).max()
