@@ -14,7 +14,9 @@ import numpy as np
 from engine.boundary import boundary_at, curve_weights, pressure_forces, resolve_bcs
 from engine.case import Case, CaseError
 from engine.mesh import Mesh, MeshError, load_mesh
+from kernels import registry
 from kernels.fem import ExplicitFEM, critical_time_step
+from kernels.registry import BatchRequest
 
 log = logging.getLogger(__name__)
 
@@ -34,31 +36,19 @@ class Model:
     bcs: tuple = ()                    # the resolved [[bc]] entries (engine.boundary.Prescribed)
 
 
-def make_material(case: Case, n_points: int, kinematics: str, dim: int):
-    """The Gauss-point material batch named by ``material.model`` (registry, bound once)."""
-    m = case.material
-    if m["model"] == "elastic":
-        from kernels.elastic import ElasticBatch
+def make_material(case: Case, n_points: int, kinematics: str, dim: int, points_per_element: int):
+    """The Gauss-point material batch of ``case.material`` (``kernels.registry``)."""
+    from kernels.packing import PackingError
 
-        return ElasticBatch(n_points, case.p0, m["E"], m["nu"], plane_stress=kinematics == "plane_stress")
-    if m["model"] in ("csuh", "mcc", "ime"):
-        from kernels.stress_point import make_material_batch
-
-        return make_material_batch(m["model"], n_points, case.p0, m["params"], **m["options"])
-    if m["model"] == "dem":
-        from kernels.packing import PackingError, load_packing
-        from kernels.rve_batch import RVEBatch
-
-        try:
-            packings = [load_packing(p) for p in m["packing"]]
-            batch = RVEBatch(packings, n_points, dim, m["steps_per_increment"], m["tol"], m["cap"],
-                             {**m["overrides"], "p0": case.p0 or 100e3})
-        except (PackingError, ValueError) as exc:
-            raise CaseError(f"{case.where('material.packing')}: {exc}") from None
-        for note in batch.notes:            # restored contact state, or re-consolidated: say which
-            sys.stderr.write(f"note: {note}\n")
-        return batch
-    raise CaseError(f"{case.where('material.model')} = {m['model']!r} is not available")
+    request = BatchRequest(n_points=n_points, p0=case.p0, kinematics=kinematics, dim=dim,
+                           points_per_element=points_per_element)
+    try:
+        batch = registry.build(case.material, request)
+    except (PackingError, ValueError) as exc:
+        raise CaseError(f"{case.where('material.packing')}: {exc}") from None
+    for note in getattr(batch, "notes", ()):            # DEM: restored contact state, or re-consolidated
+        sys.stderr.write(f"note: {note}\n")
+    return batch
 
 
 def build(case: Case) -> Model:
@@ -73,11 +63,11 @@ def build(case: Case) -> Model:
                         f"(allowed: {'3d' if mesh.dim == 3 else 'plane_strain, plane_stress'})")
     thickness = case.thickness if mesh.dim == 2 else 1.0
     ngp = 1 if mesh.dim == 2 else 8
-    material = make_material(case, mesh.n_elem * ngp, kinematics, mesh.dim)
+    material = make_material(case, mesh.n_elem * ngp, kinematics, mesh.dim, ngp)
 
-    density = case.material["density"]
+    density = case.material.density
     wave = material.wave_modulus()
-    nu = case.material.get("nu", case.material.get("params", {}).get("nu"))
+    nu = case.material.params.get("nu")
     dt_crit = critical_time_step(mesh.points, mesh.cells, wave, density, nu, thickness)
     if case.mass_scaling == "auto":
         scaling = max(1.0, (case.dt / (case.dt_safety * dt_crit)) ** 2)
@@ -107,25 +97,5 @@ def build(case: Case) -> Model:
     log.info("%s; dt_crit %.3g s, mass scaling %.3g", mesh.summary(), dt_crit, scaling)
     return Model(case=case, mesh=mesh, fem=fem, material=material, kinematics=kinematics,
                  dt_crit=dt_crit, mass_scaling=scaling, wave_modulus=wave, curve_names=[c.name for c in curves],
-                 material_check=_cap_check(case, material, ngp) if case.material["model"] == "dem" else None,
-                 bcs=tuple(bcs))
+                 material_check=material.check, bcs=tuple(bcs))
 
-
-def _cap_check(case: Case, cells, ngp: int):
-    """The DEM cells' check after each step: cells that hit the relaxation cap stop the run
-    (``material.on_cap = "stop"``) or are reported (``"warn"``)."""
-    stop = case.material["on_cap"] == "stop"
-
-    def check(step: int) -> str:
-        hit = cells.cap_hit()
-        if not len(hit):
-            return ""
-        k = int(hit[0])
-        msg = (f"step {step}: {len(hit)} RVE cell(s) did not reach equilibrium within material.cap = "
-               f"{case.material['cap']} relaxation steps, first at Gauss point {k} (element {k // ngp}, "
-               f"unbalanced-force ratio {cells.unbalanced[k]:.3g} > material.tol)")
-        if stop:
-            return msg + "; raise material.cap or material.steps_per_increment, or set material.on_cap = 'warn'"
-        log.warning("%s", msg)
-        return ""
-    return check
