@@ -68,3 +68,8 @@ def reset() -> None:
 
     ti.reset()
     _state.update(arch=None, fp=None)
+
+
+def precision() -> str | None:
+    """Default real precision chosen at :func:`init` (``"f32"`` or ``"f64"``), or None before it."""
+    return _state["fp"]

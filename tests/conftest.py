@@ -19,11 +19,11 @@ def ti_runtime(request):
     fp = request.config.getoption("--fp")
     if arch != "cpu":
         try:
-            runtime.init(arch=arch, fp=fp, offline_cache=False)
+            runtime.init(arch=arch, fp=fp)
         except Exception as exc:  # pragma: no cover - depends on the machine
             pytest.skip(f"arch {arch} unavailable: {exc}")
     else:
-        runtime.init(arch="cpu", fp=fp, offline_cache=False)
+        runtime.init(arch="cpu", fp=fp)
     yield runtime
     ti.sync()
     runtime.reset()

@@ -1,8 +1,5 @@
 """Headless pictures, plots, run comparison and export (no display needed)."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +12,29 @@ ROOT = Path(__file__).parents[2]
 pytest.importorskip("pyvista")
 
 
+def assert_plot_png(path, min_size=(300, 200)):
+    """A real picture: at least ``min_size`` pixels, many colours, a share of non-white pixels."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width >= min_size[0] and im.height >= min_size[1]
+        img = np.asarray(im.convert("RGB"))
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 10          # axes, text, curves: not blank
+    assert (img.sum(axis=2) < 600).mean() > 0.005                    # dark pixels: lines and labels drawn
+
+
+class _Result:
+    def __init__(self, r):
+        self.returncode, self.stdout, self.stderr = r.exit_code, r.stdout, r.stderr
+
+
 def engine(*args):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True, text=True)
+    """The CLI in this process (no interpreter and Taichi start-up per call): exit code, stdout, stderr."""
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    return _Result(CliRunner().invoke(main, [str(a) for a in args]))
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +62,15 @@ def test_show_renders_a_nonblank_png_of_the_requested_size(biaxial_run, tmp_path
 def test_show_animation_and_bad_field(biaxial_run, tmp_path):
     gif = tmp_path / "q.gif"
     assert engine("show", biaxial_run, "--field", "q", "--frames", "all", "--out", gif).returncode == 0
-    assert gif.stat().st_size > 1000
+    from PIL import Image, ImageSequence
+
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames == 3                 # frames 0, 20, 40
+        frames = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)]
+    for f in frames:
+        assert f.shape[0] >= 200 and f.shape[1] >= 200
+        assert len(np.unique(f.reshape(-1, 3), axis=0)) > 20            # coloured mesh, not blank
+    assert not np.array_equal(frames[0], frames[-1])                    # the field changes over the run
     r = engine("show", biaxial_run, "--field", "nonsense", "--out", tmp_path / "x.png")
     assert r.returncode == 2 and "allowed:" in r.stderr
     r = engine("show", biaxial_run, "--frame", "99", "--out", tmp_path / "x.png")
@@ -54,7 +80,7 @@ def test_show_animation_and_bad_field(biaxial_run, tmp_path):
 def test_plot_writes_curve_pngs(biaxial_run, tmp_path):
     r = engine("plot", biaxial_run, "--out", tmp_path)
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "top_force_vs_axial_strain.png").stat().st_size > 10_000
+    assert_plot_png(tmp_path / "top_force_vs_axial_strain.png")
 
 
 def test_error_measures_known_numbers():
@@ -101,7 +127,7 @@ def test_compare_synthetic_runs_and_refusal(tmp_path):
     assert result["errors"][0]["mae"] == pytest.approx(25.0)
     assert result["errors"][0]["peak_error"] == pytest.approx(25.0)
     assert "| run | 25 | 25 | 25 |" in (tmp_path / "cmp" / "errors.md").read_text()
-    assert (tmp_path / "cmp" / "curve_force.png").is_file()
+    assert_plot_png(tmp_path / "cmp" / "curve_force.png")
     other = _fake_run(tmp_path / "other", nodes=11)
     with pytest.raises(RunError, match="different meshes"):
         compare([ref, other], tmp_path / "cmp2")

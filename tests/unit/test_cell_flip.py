@@ -19,7 +19,7 @@ PACKINGS = {2: "disks64_100kPa.npz", 3: "spheres64_100kPa.npz"}
 
 def _f64(request, runtime):
     if runtime.real() != ti.f64:
-        runtime.init(arch=request.config.getoption("--arch"), fp="f64", offline_cache=False)
+        runtime.init(arch=request.config.getoption("--arch"), fp="f64")
 
 
 def _cells(dim, n=1, cells=None, path=None):

@@ -30,7 +30,7 @@ def _err(mine, ys, p0):
 
 def _f64(request, runtime):
     if runtime.real() != ti.f64:
-        runtime.init(arch=request.config.getoption("--arch"), fp="f64", offline_cache=False)
+        runtime.init(arch=request.config.getoption("--arch"), fp="f64")
 
 
 def _sym(a):
