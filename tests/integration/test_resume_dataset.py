@@ -15,6 +15,17 @@ OPTS = ["--set", "output.dataset=true", "--set", "output.dataset_every=2", "--se
         "--set", "output.every=4", "--no-progress"]
 
 
+def assert_plot_png(path, min_size=(300, 200)):
+    """A real picture: at least ``min_size`` pixels, many colours, a share of non-white pixels."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width >= min_size[0] and im.height >= min_size[1]
+        img = np.asarray(im.convert("RGB"))
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 10          # axes, text, curves: not blank
+    assert (img.sum(axis=2) < 600).mean() > 0.005                    # dark pixels: lines and labels drawn
+
+
 def engine(*args):
     r = subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True, text=True)
     return r
@@ -53,7 +64,7 @@ def test_dataset_layout(tmp_path):
     r = engine("dataset", "info", out / "dataset.h5", "--plot", tmp_path / "h.png")
     assert r.returncode == 0, r.stderr
     assert "points: %d, rows: 4" % n in r.stdout
-    assert (tmp_path / "h.png").stat().st_size > 10_000
+    assert_plot_png(tmp_path / "h.png")
 
 
 def test_npz_dataset_is_accepted(tmp_path):
@@ -72,9 +83,12 @@ def test_divergence_stops_with_message_and_keeps_outputs(tmp_path):
     r = engine("run", BIAXIAL, "--set", "run.steps=3000", "--set", "run.mass_scaling=400", "--set", "run.dt=2e-3",
                "--set", "run.geometry='updated'", "--out", out, "--no-progress")
     assert r.returncode == 2 and "exceeds the stable time step" in r.stderr
-    r = engine("run", BIAXIAL, "--set", "run.steps=3000", "--set", "material.E=5e9", "--set", "run.mass_scaling=1",
-               "--set", "run.dt=2e-5", "--out", out, "--no-progress")
-    assert r.returncode == 2   # validated before running
+    # a stiff elastic material at unit mass scaling: rejected before any step is run
+    r = engine("run", BIAXIAL, "--set", "run.steps=3000", "--set", "material.model='elastic'",
+               "--set", "material.elastic.E=5e9", "--set", "run.mass_scaling=1",
+               "--set", "run.dt=2e-5", "--out", tmp_path / "stiff", "--no-progress")
+    assert r.returncode == 2 and "exceeds the stable time step" in r.stderr and "mass_scaling >=" in r.stderr
+    assert r.stderr.strip().startswith("error:") and not (tmp_path / "stiff").exists()   # validated before running
     rr = engine("run", BIAXIAL, "--set", "run.steps=400", "--set", "bc.1.velocity.y=-50.0",
                 "--set", "run.geometry='updated'", "--set", "output.every=10", "--out", out, "--no-progress")
     assert rr.returncode == 3, rr.stderr
