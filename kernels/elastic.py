@@ -1,13 +1,13 @@
 """Batched linear elastic Gauss-point material (the FEM's default material)."""
-import numpy as np
 import taichi as ti
 
 from kernels import runtime
+from kernels.material import StatelessBatch
 from materials import elastic
 
 
 @ti.data_oriented
-class ElasticBatch:
+class ElasticBatch(StatelessBatch):
     """Linear isotropic elasticity at ``n_points`` points.
 
     Parameters
@@ -40,22 +40,6 @@ class ElasticBatch:
         In plane stress the zz component of ``deps`` is overwritten with the out-of-plane strain.
         """
         self._update(deps, stress, self.lam, self.mu, self.plane_stress)
-
-    def initial_stress(self) -> np.ndarray:
-        """(n_points, 3, 3) initial stress, -p0 I (Pa, tension positive)."""
-        return np.broadcast_to(-self.p0 * np.eye(3), (self.n_points, 3, 3)).copy()
-
-    def snapshot(self) -> dict:
-        return {}
-
-    def restore(self, state: dict) -> None:
-        return None
-
-    def check(self, step: int) -> str:
-        return ""
-
-    def diagnostics(self, stress: np.ndarray) -> dict:
-        return {}
 
     def wave_modulus(self) -> float:
         """Constrained (P-wave) modulus, Pa."""

@@ -35,3 +35,26 @@ class MaterialBatch(Protocol):
 
     def diagnostics(self, stress: np.ndarray) -> dict:
         """Model diagnostics at ``stress`` (n_points, 3, 3) and the current state: name -> (n_points,)."""
+
+
+class StatelessBatch:
+    """Defaults for a batch without internal state that starts from -p0 I: subclasses set
+    ``n_points`` and ``p0`` (Pa, compression positive) and give ``update`` and ``wave_modulus``."""
+    n_points: int
+    p0: float
+
+    def initial_stress(self) -> np.ndarray:
+        """(n_points, 3, 3) initial stress -p0 I (Pa, tension positive)."""
+        return np.broadcast_to(-self.p0 * np.eye(3), (self.n_points, 3, 3)).copy()
+
+    def snapshot(self) -> dict:
+        return {}
+
+    def restore(self, state: dict) -> None:
+        return None
+
+    def check(self, step: int) -> str:
+        return ""
+
+    def diagnostics(self, stress: np.ndarray) -> dict:
+        return {}

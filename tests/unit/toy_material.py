@@ -1,11 +1,11 @@
 """A toy model for the registry test: isotropic elasticity given by bulk and shear moduli (Pa).
 
-This file is all a new model needs (a schema, a batch with the MaterialBatch interface, a builder)
-besides its one :func:`kernels.registry.register` call.
+This file is all a new model needs (a schema, a batch with the MaterialBatch interface, here from
+``StatelessBatch`` and two methods, a builder) besides its one :func:`kernels.registry.register` call.
 """
-import numpy as np
 import taichi as ti
 
+from kernels.material import StatelessBatch
 from kernels.registry import ModelSpec
 from materials.params import Param, ParamSchema
 
@@ -14,7 +14,7 @@ SCHEMA = ParamSchema("toy_kg", params=(Param("K", "Pa", 1e6, (1e3, 1e12)), Param
 
 
 @ti.data_oriented
-class BulkShearBatch:
+class BulkShearBatch(StatelessBatch):
     """sigma += K tr(deps) I + 2 G dev(deps), tension positive, Pa."""
 
     def __init__(self, n_points: int, p0: float, K: float, G: float):
@@ -30,23 +30,8 @@ class BulkShearBatch:
     def update(self, deps, stress) -> None:
         self._update(deps, stress, self.K, self.G)
 
-    def initial_stress(self) -> np.ndarray:
-        return np.broadcast_to(-self.p0 * np.eye(3), (self.n_points, 3, 3)).copy()
-
-    def snapshot(self) -> dict:
-        return {}
-
-    def restore(self, state: dict) -> None:
-        return None
-
     def wave_modulus(self) -> float:
         return self.K + 4.0 * self.G / 3.0
-
-    def check(self, step: int) -> str:
-        return ""
-
-    def diagnostics(self, stress: np.ndarray) -> dict:
-        return {}
 
 
 def build(config, request):
