@@ -1,6 +1,4 @@
 """Gauss-point datasets, checkpoints and --resume (bit for bit), divergence handling."""
-import subprocess
-import sys
 from pathlib import Path
 
 import meshio
@@ -8,27 +6,13 @@ import numpy as np
 import pytest
 
 from engine.dataset import read_dataset
+from helpers import assert_plot_png
+from helpers import engine_process as engine
 
 ROOT = Path(__file__).parents[2]
 BIAXIAL = ROOT / "cases" / "biaxial.toml"
 OPTS = ["--set", "output.dataset=true", "--set", "output.dataset_every=2", "--set", "output.checkpoint_every=5",
         "--set", "output.every=4", "--no-progress"]
-
-
-def assert_plot_png(path, min_size=(300, 200)):
-    """A real picture: at least ``min_size`` pixels, many colours, a share of non-white pixels."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        assert im.format == "PNG" and im.width >= min_size[0] and im.height >= min_size[1]
-        img = np.asarray(im.convert("RGB"))
-    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 10          # axes, text, curves: not blank
-    assert (img.sum(axis=2) < 600).mean() > 0.005                    # dark pixels: lines and labels drawn
-
-
-def engine(*args):
-    r = subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True, text=True)
-    return r
 
 
 @pytest.mark.parametrize("case", ["biaxial.toml", "verification/patch3d.toml"])

@@ -7,34 +7,10 @@ import pytest
 
 from engine.compare import compare, error_measures, loading_overlap
 from engine.views import RunError, open_run
+from helpers import assert_plot_png, engine
 
 ROOT = Path(__file__).parents[2]
 pytest.importorskip("pyvista")
-
-
-def assert_plot_png(path, min_size=(300, 200)):
-    """A real picture: at least ``min_size`` pixels, many colours, a share of non-white pixels."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        assert im.format == "PNG" and im.width >= min_size[0] and im.height >= min_size[1]
-        img = np.asarray(im.convert("RGB"))
-    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 10          # axes, text, curves: not blank
-    assert (img.sum(axis=2) < 600).mean() > 0.005                    # dark pixels: lines and labels drawn
-
-
-class _Result:
-    def __init__(self, r):
-        self.returncode, self.stdout, self.stderr = r.exit_code, r.stdout, r.stderr
-
-
-def engine(*args):
-    """The CLI in this process (no interpreter and Taichi start-up per call): exit code, stdout, stderr."""
-    from click.testing import CliRunner
-
-    from engine.cli import main
-
-    return _Result(CliRunner().invoke(main, [str(a) for a in args]))
 
 
 @pytest.fixture(scope="module")
