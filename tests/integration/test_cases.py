@@ -1,7 +1,5 @@
 """Every case in cases/ runs a few steps through the CLI and writes the run folder."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import meshio
@@ -11,6 +9,7 @@ import pytest
 from engine.case import load_case
 from engine.mesh import load_mesh
 from engine.recorders import read_curves
+from helpers import engine
 
 ROOT = Path(__file__).parents[2]
 CASES = sorted(p.relative_to(ROOT / "cases") for p in (ROOT / "cases").rglob("*.toml"))
@@ -44,11 +43,6 @@ def tributary_area(mesh, nodes, direction, thickness, loaded=()):
             share = sum(int(k) in nodes for k in f) / len(f)
             area += abs(n @ direction) * size * share
     return area * (thickness if mesh.dim == 2 else 1.0)
-
-
-def engine(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
