@@ -1,6 +1,17 @@
+import os
 import shutil
+import tempfile
 
 import pytest
+
+# One Taichi offline cache per test session, shared with the CLI subprocesses: a kernel compiled once
+# is loaded from it by every later runtime of the session, and no run depends on the user's cache.
+_CACHE = tempfile.mkdtemp(prefix="engine-tests-ticache-")
+os.environ.setdefault("TI_OFFLINE_CACHE_FILE_PATH", _CACHE)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 def pytest_addoption(parser):
