@@ -6,6 +6,7 @@ from :func:`real` at construction and never at import time.
 from __future__ import annotations
 
 import logging
+import os
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ def init(arch: str = "cpu", fp: str = "f64", debug: bool = False, **kwargs) -> s
 
     target = {"cpu": ti.cpu, "cuda": ti.cuda, "vulkan": ti.vulkan, "auto": ti.gpu}[arch]
     ti.reset()
-    kwargs.setdefault("offline_cache", True)
+    if "TI_OFFLINE_CACHE" not in os.environ:          # the environment may switch the cache off (tests)
+        kwargs.setdefault("offline_cache", True)
     ti.init(arch=target, default_fp=ti.f64 if fp == "f64" else ti.f32,
             default_ip=ti.i32, debug=debug, log_level=ti.WARN, **kwargs)
     used = str(ti.lang.impl.current_cfg().arch).split(".")[-1]
