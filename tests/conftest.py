@@ -4,11 +4,9 @@ import tempfile
 
 import pytest
 
-# No Taichi offline cache in tests (in this process and the CLI subprocesses): the kernels of
-# data-oriented classes are keyed by their fields, so a new batch per test rarely hits the cache,
-# and writing it cost up to twice the compile time (measured per file). Nothing writes to the
-# user's cache either; _CACHE only catches what a test might still write.
-os.environ.setdefault("TI_OFFLINE_CACHE", "0")
+# One Taichi offline cache per test session, shared with the CLI subprocesses: a kernel compiled once
+# is loaded from it by later runtimes of the session (measured faster than no cache on a fresh clone),
+# and no run depends on the user's cache. TI_OFFLINE_CACHE=0 switches it off.
 _CACHE = tempfile.mkdtemp(prefix="engine-tests-ticache-")
 os.environ.setdefault("TI_OFFLINE_CACHE_FILE_PATH", _CACHE)
 
