@@ -71,9 +71,8 @@ class DEMSettings:
         if "packing" not in keys:
             raise ValueError(f"{where}: missing required key material.packing (a string or an array)")
         values = {k: check_option(o, keys[k], where) if k in keys else o.default for k, o in known.items()}
-        overrides = {k: values.pop(k) for k in CONTACT_KEYS if values[k] is not None}
-        for k in CONTACT_KEYS:
-            values.pop(k, None)
+        contact = {k: values.pop(k) for k in CONTACT_KEYS}
+        overrides = {k: v for k, v in contact.items() if v is not None}
         return cls(packing=_packing_paths(keys["packing"], where, base_dir), overrides=overrides, **values)
 
     def resolved(self) -> dict:
