@@ -18,6 +18,12 @@ wrapped positions of the last rebuild. The entry with ``i < j`` owns the contact
 through ``mirror``. Rebuilds are deterministic (bins are filled in particle order per cell), so
 results do not depend on thread scheduling or on how many cells share a launch.
 
+No atomic inside a loop of a thread: Taichi turns ``+=`` on a field into an atomic, and on
+Vulkan (mesa's lavapipe, Taichi 1.7.4) an atomic inside a loop cuts that loop short (and an
+atomic on an address stored to earlier in the loop's thread as well): the bins and the lists
+were left empty and every cell returned zero stress. Serial loops therefore update fields by
+plain load and store and count overflows in a local, added once after the loop.
+
 Cell flipping (YADE's ``Cell::flipCell``): at the rebuild of a flagged cell the cell vectors are
 reduced pairwise (``h_a -= round(h_a . h_b / h_b . h_b) h_b`` while some ``|h_a . h_b| >
 0.5 |h_b|^2``), i.e. ``h' = h M`` with ``M`` integer, ``det M = 1``. Reduced coordinates and the
@@ -212,7 +218,7 @@ class VerletLists:
                 self._link_mirror(c, i, e)
         for c in range(self.cells.n_cells):
             if self.need[c] != 0:
-                self.n_rebuilds[c] += 1
+                self.n_rebuilds[c] = self.n_rebuilds[c] + 1
                 self.need[c] = 0
 
     @ti.func
@@ -237,7 +243,7 @@ class VerletLists:
         m = self.flip_m[c]
         self.cells.h[c] = self.cells.h[c] @ ti.cast(m, self.real)
         self.cells.flips[c] = self.cells.flips[c] @ m
-        self.cells.n_flips[c] += 1
+        self.cells.n_flips[c] = self.cells.n_flips[c] + 1
 
     @ti.func
     def _keep_entry(self, c, i, e):
@@ -315,7 +321,7 @@ class VerletLists:
                 ba = ti.min(ti.max(ba, 0), nb[a] - 1)
                 flat = flat * nb[a] + ba
             self.p_bin[c, i] = flat
-            self.bin_count[c, flat] += 1
+            self.bin_count[c, flat] = self.bin_count[c, flat] + 1  # serial: no atomic (see module doc)
 
     @ti.func
     def _bin_offsets(self, c, total):
@@ -332,7 +338,7 @@ class VerletLists:
         for i in range(self.cells.npart[c]):
             b = self.p_bin[c, i]
             self.bin_ids[c, self.bin_start[c, b] + self.bin_count[c, b]] = i
-            self.bin_count[c, b] += 1
+            self.bin_count[c, b] = self.bin_count[c, b] + 1
 
     @ti.func
     def _scan_range(self, c, i, nb):
@@ -379,6 +385,7 @@ class VerletLists:
     def _collect_neighbours(self, c, i, nb, lo, cnt, total):
         """List the (j, k) closer to ``i`` than r_i + r_j + skin (overflow counted); their number."""
         n = 0
+        dropped = 0
         ri = self.cells.radius[c, i]
         for t in range(total):
             flat, k = self._scanned_bin(nb, lo, cnt, t)
@@ -393,7 +400,9 @@ class VerletLists:
                             self.nb_k[c, i, n] = k
                             n += 1
                         else:
-                            self.overflow[OVERFLOW_LIST] += 1
+                            dropped += 1
+        if dropped > 0:
+            self.overflow[OVERFLOW_LIST] += dropped
         return n
 
     @ti.func

@@ -283,7 +283,7 @@ class PeriodicCells:
         for c in range(self.n_cells):
             if self.active[c] != 0:
                 self.h[c] += self.dt[c] * (self.L[c] @ self.h[c])
-                self.steps[c] += 1
+                self.steps[c] = self.steps[c] + 1
 
     # ------------------------------------------------------------------ measurements
     @ti.kernel
