@@ -1,18 +1,12 @@
 """``engine calibrate``: fit a constitutive surrogate to Gauss-point histories (calibrate/)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
+from engine.cli_common import arch_option, fail, fp_option, start_backend
 from kernels import registry
-from kernels.runtime import ARCHS, PRECISIONS
-
-
-def _fail(message: str):
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
 
 
 @click.command("calibrate")
@@ -44,8 +38,8 @@ def _fail(message: str):
 @click.option("--points", "max_points", type=int, default=None, help="Use only the first N points of the data.")
 @click.option("--chunk-points", type=int, default=256, show_default=True, help="Points per Taichi batch (memory).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
-@click.option("--arch", type=click.Choice(ARCHS), default="cpu", show_default=True)
-@click.option("--fp", type=click.Choice(PRECISIONS), default="f64", show_default=True)
+@arch_option
+@fp_option
 @click.option("--progress/--no-progress", default=True)
 def calibrate(data_path, model, epochs, lr, lr_final, delta_r, lode, scheme, gamma_max, gamma_min, penalty, split, seed,
               init, sets, optimizer, batch_points, stride, max_points, chunk_points, out, arch, fp, progress):
@@ -54,23 +48,23 @@ def calibrate(data_path, model, epochs, lr, lr_final, delta_r, lode, scheme, gam
     try:
         fractions = tuple(float(x) for x in split.split(","))
     except ValueError:
-        _fail(f"--split {split!r}: expected three numbers, e.g. 0.8,0.1,0.1")
+        fail(f"--split {split!r}: expected three numbers, e.g. 0.8,0.1,0.1")
     if epochs < 1 or stride < 1 or chunk_points < 1:
-        _fail("--epochs, --stride and --chunk-points must be >= 1")
+        fail("--epochs, --stride and --chunk-points must be >= 1")
     if batch_points is not None and optimizer != "adam":
-        _fail(f"--batch-points is for --optimizer adam; {optimizer} uses all training points")
+        fail(f"--batch-points is for --optimizer adam; {optimizer} uses all training points")
     if not 0 < gamma_min <= gamma_max:
-        _fail(f"need 0 < --gamma-min <= --gamma-max, got {gamma_min}, {gamma_max}")
+        fail(f"need 0 < --gamma-min <= --gamma-max, got {gamma_min}, {gamma_max}")
     options = {}
     has_lode = "lode" in schema.default_options()
     if has_lode:
         options["lode"] = lode or "exp"
     elif lode:
-        _fail("--lode applies to --model csuh only")
+        fail("--lode applies to --model csuh only")
     options["delta_r"] = 0.03 if delta_r is None else delta_r
     if scheme:
         if not has_lode:
-            _fail("--scheme applies to --model csuh only")
+            fail("--scheme applies to --model csuh only")
         options.update({"1": {"lode": "ts", "delta_r": 0.0}, "2": {"lode": "ts", "delta_r": 0.03},
                         "3": {"lode": "exp", "delta_r": 0.03}}[scheme])
     try:
@@ -81,33 +75,32 @@ def calibrate(data_path, model, epochs, lr, lr_final, delta_r, lode, scheme, gam
             start = schema.load_file(init)
         else:
             presets = ", ".join(schema.presets)
-            _fail(f"--init {init!r}: not a preset of {model} ({presets}) nor a parameter file")
+            fail(f"--init {init!r}: not a preset of {model} ({presets}) nor a parameter file")
         for text in sets:
             name, _, value = text.partition("=")
             start[name.strip()] = float(value)
         start = schema.check_params(start, where="--init/--set")
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
-    from kernels import runtime
     from engine.dataset import read_dataset
 
     try:
         raw = read_dataset(data_path)
     except (OSError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if max_points:
         raw = {**raw, "strain": raw["strain"][:max_points], "stress": raw["stress"][:max_points]}
     try:
         import torch  # noqa: F401
     except ImportError:
-        _fail('engine calibrate needs PyTorch: pip install torch==2.13.0 -e ".[calibrate]"')
+        fail('engine calibrate needs PyTorch: pip install torch==2.13.0 -e ".[calibrate]"')
     if optimizer == "cmaes":
         try:
             import cma  # noqa: F401
         except ImportError:
-            _fail('--optimizer cmaes needs the cma package: pip install -e ".[calibrate]"')
-    runtime.init(arch=arch, fp=fp)
+            fail('--optimizer cmaes needs the cma package: pip install -e ".[calibrate]"')
+    start_backend(arch, fp, models=(model,))
     from calibrate.train import Calibration, Settings, prepare_data
 
     try:
@@ -117,7 +110,7 @@ def calibrate(data_path, model, epochs, lr, lr_final, delta_r, lode, scheme, gam
                             batch_points=batch_points, chunk_points=chunk_points, stride=stride, options=options)
         cal = Calibration(data, start, settings)
     except ValueError as exc:
-        _fail(f"{data_path}: {exc}")
+        fail(f"{data_path}: {exc}")
     result = cal.run(progress=progress)
     files = cal.write(out, result)
     click.echo(f"best validation misfit {result['best_val_loss']:.4g} at epoch {result['best_epoch']}; "

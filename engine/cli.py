@@ -5,17 +5,11 @@ User errors (bad case files, bad flags) print one line and exit with code 2, wit
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import click
 
-from kernels.runtime import ARCHS, PRECISIONS
-
-
-def fail(message: str, code: int = 2):
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+from engine.cli_common import arch_option, fail, fp_option, start_backend
 
 
 @click.group()
@@ -32,8 +26,8 @@ def main(verbose):
               help="Override a case key, e.g. --set run.steps=20 (repeatable; values are TOML).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default runs/<case>-<time>); never overwritten.")
-@click.option("--arch", type=click.Choice(ARCHS), default="cpu", show_default=True, help="Taichi backend.")
-@click.option("--fp", type=click.Choice(PRECISIONS), default="f64", show_default=True, help="Real precision.")
+@arch_option
+@fp_option
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @click.option("--gui", is_flag=True, help="Live preview window (Taichi GGUI; needs a display and Vulkan).")
 @click.option("--field", default="q", show_default=True, help="Field shown by --gui (f/g keys switch).")
@@ -41,7 +35,6 @@ def main(verbose):
               help="Continue the run in this folder from its latest checkpoint (raise run.steps with --set).")
 def run(case_file, overrides, out, arch, fp, progress, gui, field, resume_dir):
     """Run the boundary value problem of CASE_FILE (TOML), or continue one with --resume RUN_DIR."""
-    from kernels import runtime
     from engine.case import CaseError, load_case
     from engine.driver import Diverged, default_run_dir, load_run_case
     from engine.driver import run as run_case
@@ -55,10 +48,7 @@ def run(case_file, overrides, out, arch, fp, progress, gui, field, resume_dir):
     if resume_dir and out and out != resume_dir:
         fail("--out cannot be combined with --resume (a run continues in its own folder)")
     out = resume_dir or out or default_run_dir(case)
-    try:
-        used = runtime.init(arch=arch, fp=fp)
-    except Exception as exc:  # noqa: BLE001 - backend missing on this machine
-        fail(f"--arch {arch}: Taichi could not start this backend ({exc})")
+    used = start_backend(arch, fp, models=(case.material.model,))
     try:
         info = run_case(case, out, progress=progress, arch=used, resume=resume_dir is not None,
                         gui=field if gui else None)

@@ -78,7 +78,9 @@ class MixedControl:
         self.stress = ti.Matrix.field(3, 3, real, shape=self.m)
         self.sig = -p0 * np.eye(3)
         self.state = self._point0(self.batch.snapshot())
-        self.tol = tol if tol is not None else 1e-7 * p0
+        eps = float(np.finfo(self.np_real).eps)
+        self.tol = tol if tol is not None else max(1e-7, 100 * eps) * p0
+        self.rel_h = max(1e-6, 10 * np.sqrt(eps))     # finite-difference step, relative (f32 needs more)
         self.max_iter = max_iter
         self.iterations = 0
 
@@ -98,7 +100,7 @@ class MixedControl:
         k = len(modes)
         x = np.array(x0, dtype=float)
         norms = np.array([np.sum(mo * mo) for mo in modes])
-        h = 1e-6 * max(np.abs(d_ctrl).max(), 1e-9)
+        h = self.rel_h * max(np.abs(d_ctrl).max(), 1e-9)
         for _ in range(self.max_iter if k else 1):
             D = np.repeat((d_ctrl + np.tensordot(x, modes, axes=1))[None], self.m, axis=0)
             for j in range(k):

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from engine.cli_common import arch_option, fp_option, start_backend
 from engine.element import TESTS
 from kernels import registry
 
@@ -59,9 +60,10 @@ def _parse_sets(sets) -> dict:
               help="Output: CSV (PNG plot beside it) or, for replay, .npy of stresses (Pa, tension +). "
                    "Default element_<model>_<test>.csv.")
 @click.option("--plot/--no-plot", default=True, help="Write the PNG plot beside the CSV.")
-@click.option("--arch", type=click.Choice(("cpu", "cuda", "vulkan", "auto")), default="cpu", show_default=True)
+@arch_option
+@fp_option
 def element(model, test, p0, axial_strain, steps, params_file, sets, lode, lode_grad, delta_r, substep_rule,
-            eps_ref, n_sub, mcc_init, strain_file, out, plot, arch):
+            eps_ref, n_sub, mcc_init, strain_file, out, plot, arch, fp):
     """Element (single point) test of a constitutive model; CSV columns eps_a, eps_v, p, q, e
     (compression positive, Pa) and the stress and strain components (tension positive)."""
     schema = registry.get(model).schema
@@ -105,12 +107,7 @@ def element(model, test, p0, axial_strain, steps, params_file, sets, lode, lode_
     elif strain_file is not None:
         raise click.UsageError("--strain is only used with --test replay")
 
-    from kernels import runtime
-
-    try:
-        runtime.init(arch=arch, fp="f64")
-    except Exception as exc:  # noqa: BLE001 - backend missing on this machine
-        raise click.UsageError(f"--arch {arch}: Taichi could not start this backend ({exc})") from None
+    start_backend(arch, fp, models=(model,))
 
     if test == "replay":
         from kernels.stress_point import replay

@@ -9,21 +9,13 @@ from pathlib import Path
 import click
 import numpy as np
 
+from engine.cli_common import arch_option, fail, fp_option, start_backend
+
 log = logging.getLogger(__name__)
 
 
-def _fail(msg: str):
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(2)
-
-
 def _init(arch: str, fp: str):
-    from kernels import runtime
-
-    try:
-        return runtime.init(arch=arch, fp=fp)
-    except Exception as exc:  # a missing backend is a user error here
-        _fail(f"cannot initialise taichi on {arch}: {exc}")
+    return start_backend(arch, fp, models=("dem",))
 
 
 def _guard(fn):
@@ -34,13 +26,9 @@ def _guard(fn):
     try:
         return fn()
     except (PackingError, CapacityError, ValueError, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
-_arch = click.option("--arch", default="cpu", show_default=True,
-                     type=click.Choice(["cpu", "cuda", "vulkan", "auto"]), help="Taichi backend.")
-_fp = click.option("--fp", "--dtype", "fp", default="f64", show_default=True, type=click.Choice(["f32", "f64"]),
-                   help="Real precision.")
 
 
 @click.group()
@@ -66,8 +54,8 @@ def rve():
 @click.option("--damping", type=float, default=0.1, show_default=True, help="Local (Cundall) damping.")
 @click.option("--tol", type=float, default=0.01, show_default=True, help="Unbalanced-force ratio that ends it.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output packing .npz.")
-@_arch
-@_fp
+@arch_option
+@fp_option
 def make(dim, n, dmin, dmax, p0, seed, young, poisson, friction, consolidation_friction, density, damping,
          tol, out, arch, fp):
     """Generate a random packing and consolidate it isotropically to p0."""
@@ -76,13 +64,13 @@ def make(dim, n, dmin, dmax, p0, seed, young, poisson, friction, consolidation_f
     from kernels.packing import consolidate, generate_packing
 
     if Path(out).exists():
-        _fail(f"{out} exists; refusing to overwrite")
+        fail(f"{out} exists; refusing to overwrite")
     for name, v in (("--young", young), ("--density", density), ("--p0", p0)):
         if not v > 0:
-            _fail(f"{name} must be > 0, got {v}")
+            fail(f"{name} must be > 0, got {v}")
     for name, v in (("--poisson", poisson), ("--friction", friction), ("--damping", damping)):
         if not v >= 0:
-            _fail(f"{name} must be >= 0, got {v}")
+            fail(f"{name} must be >= 0, got {v}")
     _init(arch, fp)
     t0 = time.perf_counter()
 
@@ -136,9 +124,9 @@ def _write_csv(path: Path, header: list[str], blocks: list[np.ndarray]) -> None:
 
 def _check_out(out: str):
     if Path(out).exists():
-        _fail(f"{out} exists; refusing to overwrite")
+        fail(f"{out} exists; refusing to overwrite")
     if Path(out).suffix.lower() != ".csv":
-        _fail(f"--out {out}: expected a .csv file name")
+        fail(f"--out {out}: expected a .csv file name")
 
 
 @rve.command()
@@ -151,8 +139,8 @@ def _check_out(out: str):
 @click.option("--cap", type=int, default=20000, show_default=True, help="Most relaxation steps per increment.")
 @_copies
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output .csv, one row per increment.")
-@_arch
-@_fp
+@arch_option
+@fp_option
 def strain(packing, strain, steps_per_increment, tol, cap, copies, out, arch, fp):
     """Drive RVE cells by displacement-gradient increments and write their stresses.
 
@@ -226,8 +214,8 @@ def strain(packing, strain, steps_per_increment, tol, cap, copies, out, arch, fp
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
               help="Output .csv (a plot is written beside it, same name with .png).")
 @_copies
-@_arch
-@_fp
+@arch_option
+@fp_option
 def triax(packing, axial_strain, rate, p0, out, copies, arch, fp):
     """Drained biaxial (2D) / triaxial (3D) test with a stress-controlled lateral servo.
 

@@ -12,8 +12,20 @@ log = logging.getLogger(__name__)
 
 ARCHS = ("cpu", "cuda", "vulkan", "auto")
 PRECISIONS = ("f32", "f64")
+FP_CHOICES = ("auto",) + PRECISIONS    # auto: f64 on the CPU, f32 on a GPU
 
 _state = {"arch": None, "fp": None}
+
+
+class BackendError(ValueError):
+    """A backend / precision combination that cannot run the requested kernels."""
+
+
+def resolve_fp(arch: str, fp: str) -> str:
+    """``fp`` with ``auto`` resolved: f64 on the CPU, f32 on a GPU backend (cuda, vulkan, auto)."""
+    if fp != "auto":
+        return fp
+    return "f64" if arch == "cpu" else "f32"
 
 
 def init(arch: str = "cpu", fp: str = "f64", debug: bool = False, **kwargs) -> str:
@@ -22,14 +34,15 @@ def init(arch: str = "cpu", fp: str = "f64", debug: bool = False, **kwargs) -> s
     Parameters
     ----------
     arch : one of ``cpu``, ``cuda``, ``vulkan``, ``auto``.
-    fp : default real precision, ``f64`` or ``f32``.
+    fp : default real precision, ``f64``, ``f32`` or ``auto`` (see :func:`resolve_fp`).
 
     Returns the name of the backend actually used.
     """
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
-    if fp not in PRECISIONS:
-        raise ValueError(f"fp must be one of {', '.join(PRECISIONS)}, got {fp!r}")
+    if fp not in FP_CHOICES:
+        raise ValueError(f"fp must be one of {', '.join(FP_CHOICES)}, got {fp!r}")
+    fp = resolve_fp(arch, fp)
     import taichi as ti
 
     target = {"cpu": ti.cpu, "cuda": ti.cuda, "vulkan": ti.vulkan, "auto": ti.gpu}[arch]
@@ -75,3 +88,14 @@ def reset() -> None:
 def precision() -> str | None:
     """Default real precision chosen at :func:`init` (``"f32"`` or ``"f64"``), or None before it."""
     return _state["fp"]
+
+
+def check_math(what: str, transcendental: bool) -> None:
+    """Refuse, before anything compiles, kernels the backend in use cannot run.
+
+    ``transcendental``: the kernels of ``what`` call exp, log or pow. Vulkan has no 64-bit
+    versions of these (SPIR-V's GLSL.std.450 set is 32-bit only), so f64 is refused there.
+    """
+    if transcendental and _state["arch"] == "vulkan" and _state["fp"] == "f64":
+        raise BackendError(f"--arch vulkan --fp f64 cannot run {what}: Vulkan has no 64-bit exp/log/pow; "
+                           "use --fp f32 on vulkan, or --arch cpu|cuda for f64")
