@@ -100,7 +100,7 @@ def calibrate(data_path, model, epochs, lr, lr_final, delta_r, lode, scheme, gam
             import cma  # noqa: F401
         except ImportError:
             fail('--optimizer cmaes needs the cma package: pip install -e ".[calibrate]"')
-    start_backend(arch, fp, models=(model,))
+    start_backend(arch, fp)
     from calibrate.train import Calibration, Settings, prepare_data
 
     try:

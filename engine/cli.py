@@ -48,7 +48,7 @@ def run(case_file, overrides, out, arch, fp, progress, gui, field, resume_dir):
     if resume_dir and out and out != resume_dir:
         fail("--out cannot be combined with --resume (a run continues in its own folder)")
     out = resume_dir or out or default_run_dir(case)
-    used = start_backend(arch, fp, models=(case.material.model,))
+    used = start_backend(arch, fp)
     try:
         info = run_case(case, out, progress=progress, arch=used, resume=resume_dir is not None,
                         gui=field if gui else None)

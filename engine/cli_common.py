@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from kernels import registry, runtime
+from kernels import runtime
 
 arch_option = click.option("--arch", type=click.Choice(runtime.ARCHS), default="cpu", show_default=True,
                            help="Taichi backend (auto: a GPU if there is one).")
@@ -21,18 +21,14 @@ def fail(message: str, code: int = 2):
     sys.exit(code)
 
 
-def start_backend(arch: str, fp: str, models=()) -> str:
-    """Start Taichi on ``arch`` with ``fp``; refuse at once a backend that cannot run ``models``.
+def start_backend(arch: str, fp: str) -> str:
+    """Start Taichi on ``arch`` with ``fp`` (a combination it cannot run is refused in one line).
 
     Returns the backend used (``x64``, ``cuda``, ``vulkan``).
     """
     try:
-        used = runtime.init(arch=arch, fp=fp)
-    except Exception as exc:  # noqa: BLE001 - backend missing on this machine
-        fail(f"--arch {arch}: Taichi could not start this backend ({exc})")
-    try:
-        for model in models:
-            registry.check_backend(model)
+        return runtime.init(arch=arch, fp=fp)
     except runtime.BackendError as exc:
         fail(str(exc))
-    return used
+    except Exception as exc:  # noqa: BLE001 - backend missing on this machine
+        fail(f"--arch {arch}: Taichi could not start this backend ({exc})")

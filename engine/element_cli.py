@@ -107,7 +107,7 @@ def element(model, test, p0, axial_strain, steps, params_file, sets, lode, lode_
     elif strain_file is not None:
         raise click.UsageError("--strain is only used with --test replay")
 
-    start_backend(arch, fp, models=(model,))
+    start_backend(arch, fp)
 
     if test == "replay":
         from kernels.stress_point import replay

@@ -25,7 +25,7 @@ def drive_increments(batch: RVEBatch, incs: np.ndarray, progress=None) -> dict:
     Tension positive; the symmetric part of an increment is the strain increment, its skew part a
     rotation. Each increment is one :meth:`RVEBatch.update`. Returns ``stress`` (n_cells, n_inc,
     dim, dim; symmetric Love-Weber stress after each increment, Pa, tension positive),
-    ``unbalanced`` and ``steps`` (n_cells, n_inc) and ``capped`` (n_cells, n_inc; bool).
+    ``unbalanced``, ``steps`` and ``contacts`` (n_cells, n_inc) and ``capped`` (n_cells, n_inc; bool).
     """
     n_cells, n_inc = incs.shape[:2]
     dim = batch.dim
@@ -35,7 +35,8 @@ def drive_increments(batch: RVEBatch, incs: np.ndarray, progress=None) -> dict:
     deps = ti.Matrix.field(3, 3, real, shape=n_cells)
     sig = ti.Matrix.field(3, 3, real, shape=n_cells)
     out = {"stress": np.zeros((n_cells, n_inc, dim, dim)), "unbalanced": np.zeros((n_cells, n_inc)),
-           "steps": np.zeros((n_cells, n_inc), np.int64), "capped": np.zeros((n_cells, n_inc), bool)}
+           "steps": np.zeros((n_cells, n_inc), np.int64), "capped": np.zeros((n_cells, n_inc), bool),
+           "contacts": np.zeros((n_cells, n_inc), np.int64)}
     d3 = np.zeros((n_cells, 3, 3), runtime.np_real())
     for t in range(n_inc):
         d3[:, :dim, :dim] = incs[:, t]
@@ -45,6 +46,7 @@ def drive_increments(batch: RVEBatch, incs: np.ndarray, progress=None) -> dict:
         out["unbalanced"][:, t] = batch.unbalanced
         out["steps"][:, t] = batch.steps_used
         out["capped"][batch.cap_hit(), t] = True
+        out["contacts"][:, t] = batch.contacts
         if progress is not None:
             progress(t)
     hits = int(out["capped"].sum())

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def _init(arch: str, fp: str):
-    return start_backend(arch, fp, models=("dem",))
+    return start_backend(arch, fp)
 
 
 def _guard(fn):
@@ -147,7 +147,8 @@ def strain(packing, strain, steps_per_increment, tol, cap, copies, out, arch, fp
     Each increment is applied over --steps-per-increment steps through the cell's velocity
     gradient, then the cell relaxes at fixed shape until the unbalanced-force ratio is under --tol
     or --cap steps. OUT.csv: inc, s11..sDD (Pa, tension positive, symmetric part), p, q (Pa,
-    compression positive), unb, steps, capped (and cell, with several cells).
+    compression positive), unb, steps, capped, contacts (and cell, with several cells). A cell
+    left without contacts (zero stress) makes the command exit with status 3 after writing OUT.csv.
     """
     from engine import rve as rvemod
     from kernels import rve_batch
@@ -192,18 +193,24 @@ def strain(packing, strain, steps_per_increment, tol, cap, copies, out, arch, fp
         sig = res["stress"]
         p, q = invariants.p_q_cell(sig, dim)
         blocks = [[(t + 1, *map(float, sig[c, t].ravel()), float(p[c, t]), float(q[c, t]),
-                    float(res["unbalanced"][c, t]), int(res["steps"][c, t]), int(res["capped"][c, t]))
-                   for t in range(len(inc))] for c in range(n)]
-        _write_csv(Path(out), ["inc", *_component_names(dim), "p", "q", "unb", "steps", "capped"], blocks)
+                    float(res["unbalanced"][c, t]), int(res["steps"][c, t]), int(res["capped"][c, t]),
+                    int(res["contacts"][c, t])) for t in range(len(inc))] for c in range(n)]
+        _write_csv(Path(out), ["inc", *_component_names(dim), "p", "q", "unb", "steps", "capped", "contacts"],
+                   blocks)
         spread = float(np.abs(sig - sig[np.arange(n) % len(ps)]).max())
         capped = int(res["capped"].sum())
         if capped:
             click.echo(f"warning: the relaxation cap (--cap {cap}) was hit in {capped} cell-increments "
                        f"(column 'capped')", err=True)
+        lost = int((res["contacts"] == 0).sum())
         return {"out": out, "cells": n, "increments": len(inc), "copy_spread_Pa": spread,
-                "capped": capped, "wall_s": round(wall, 3)}
+                "capped": capped, "lost_contacts": lost, "wall_s": round(wall, 3)}
 
-    click.echo(json.dumps(_guard(run)))
+    summary = _guard(run)
+    click.echo(json.dumps(summary))
+    if summary["lost_contacts"]:
+        fail(f"{summary['lost_contacts']} cell-increments lost every contact (column 'contacts' = 0): the "
+             f"packing came apart and those stresses are zero, not a packing's; use smaller increments", code=3)
 
 
 @rve.command()

@@ -204,12 +204,14 @@ class ExplicitFEM:
         (no atomics, so results are bit-reproducible run to run)."""
         for e, a in self.f_elem:
             f = ti.Vector.zero(self.dtype, self.dim)
-            for g in ti.static(range(self.ngp)):
-                s = self.stress[e * self.ngp + g]
-                w = self.weight[e, g]
-                for i in ti.static(range(self.dim)):
-                    for j in ti.static(range(self.dim)):
-                        f[i] += w * s[i, j] * self.dNdx[e, g][a, j]
+            for b in ti.static(range(self.npe)):        # b == a: Vulkan cannot index a matrix by a variable
+                if b == a:
+                    for g in ti.static(range(self.ngp)):
+                        s = self.stress[e * self.ngp + g]
+                        w = self.weight[e, g]
+                        for i in ti.static(range(self.dim)):
+                            for j in ti.static(range(self.dim)):
+                                f[i] += w * s[i, j] * self.dNdx[e, g][b, j]
             self.f_elem[e, a] = f
         for n in self.f_int:
             f = ti.Vector.zero(self.dtype, self.dim)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from kernels import runtime
 from materials import csuh, elastic, ime, mcc
 from materials.params import ParamSchema
 
@@ -63,8 +62,7 @@ class ModelSpec:
     (Pa); ``physics``: the Taichi physics class of a stress-point model; ``point_tests``: it runs from
     strain increments alone (element tests, replay); ``out_of_plane_2d``: 2D runs carry sigma_zz;
     ``configure(keys, where, base_dir) -> (params, options, settings)`` replaces the schema's own
-    validation for models with other settings (DEM); ``transcendental``: its kernels call exp, log
-    or pow (refused in f64 on Vulkan, see :func:`kernels.runtime.check_math`).
+    validation for models with other settings (DEM).
     """
     schema: ParamSchema
     build: Callable | str
@@ -77,15 +75,13 @@ class ModelSpec:
     point_tests: bool = True
     out_of_plane_2d: bool = True
     configure: Callable | str | None = None
-    transcendental: bool = True
 
     @property
     def name(self) -> str:
         return self.schema.model
 
     def make(self, config: "MaterialConfig", request: BatchRequest):
-        """The batch of ``config`` for ``request`` (refused first if the backend cannot run it)."""
-        check_backend(self.name)
+        """The batch of ``config`` for ``request``."""
         return _load(self.build)(config, request)
 
 
@@ -115,11 +111,6 @@ def get(name: str) -> ModelSpec:
     if name not in _MODELS:
         raise ValueError(f"model must be one of {', '.join(_MODELS)}, got {name!r}")
     return _MODELS[name]
-
-
-def check_backend(model: str) -> None:
-    """Raise :class:`kernels.runtime.BackendError` if the backend in use cannot run ``model``."""
-    runtime.check_math(f"model {model}", get(model).transcendental)
 
 
 def configure(model: str, keys: dict, where: str, density: float, base_dir: Path | None = None) -> MaterialConfig:
@@ -166,12 +157,11 @@ def _builtin() -> None:
                        diagnostics=mcc.DIAGNOSTICS, physics=mcc.MCC, **common))
     register(ModelSpec(ime.SCHEMA, summary="enhanced IME (paper Eq. 53)", state=ime.IME.state_names,
                        diagnostics=ime.DIAGNOSTICS, physics=ime.IME, **common))
-    register(ModelSpec(elastic.SCHEMA, build="kernels.elastic:build_batch", summary="linear isotropic elasticity",
-                       transcendental=False))
+    register(ModelSpec(elastic.SCHEMA, build="kernels.elastic:build_batch", summary="linear isotropic elasticity"))
     register(ModelSpec(ParamSchema("dem", params=()), build="kernels.rve_batch:build_cells",
                        configure="kernels.rve_batch:configure", point_tests=False,
                        summary="DEM cells (periodic disk/sphere packings) at every Gauss point",
-                       diagnostics=("unbalanced", "steps"), out_of_plane_2d=False, transcendental=False))
+                       diagnostics=("unbalanced", "steps"), out_of_plane_2d=False))
 
 
 _builtin()

@@ -21,6 +21,13 @@ class BackendError(ValueError):
     """A backend / precision combination that cannot run the requested kernels."""
 
 
+# Taichi 1.7.4 on Vulkan: no 64-bit exp/log/pow (SPIR-V's GLSL.std.450 set), and an f64 field's
+# writes land in the 32-bit field declared after it (``fill(0.1)`` of an f64 field of two entries
+# set an i32 neighbour to 0x9999999a), so f64 is refused there outright.
+VULKAN_F64 = ("--arch vulkan --fp f64 is not supported: Taichi's Vulkan backend has no 64-bit exp/log/pow "
+              "and misplaces f64 fields; use --fp f32 on vulkan, or --arch cpu|cuda for f64")
+
+
 def resolve_fp(arch: str, fp: str) -> str:
     """``fp`` with ``auto`` resolved: f64 on the CPU, f32 on a GPU backend (cuda, vulkan, auto)."""
     if fp != "auto":
@@ -52,6 +59,9 @@ def init(arch: str = "cpu", fp: str = "f64", debug: bool = False, **kwargs) -> s
     ti.init(arch=target, default_fp=ti.f64 if fp == "f64" else ti.f32,
             default_ip=ti.i32, debug=debug, log_level=ti.WARN, **kwargs)
     used = str(ti.lang.impl.current_cfg().arch).split(".")[-1]
+    if used == "vulkan" and fp == "f64":
+        ti.reset()
+        raise BackendError(VULKAN_F64)
     _state.update(arch=used, fp=fp)
     return used
 
@@ -89,13 +99,3 @@ def precision() -> str | None:
     """Default real precision chosen at :func:`init` (``"f32"`` or ``"f64"``), or None before it."""
     return _state["fp"]
 
-
-def check_math(what: str, transcendental: bool) -> None:
-    """Refuse, before anything compiles, kernels the backend in use cannot run.
-
-    ``transcendental``: the kernels of ``what`` call exp, log or pow. Vulkan has no 64-bit
-    versions of these (SPIR-V's GLSL.std.450 set is 32-bit only), so f64 is refused there.
-    """
-    if transcendental and _state["arch"] == "vulkan" and _state["fp"] == "f64":
-        raise BackendError(f"--arch vulkan --fp f64 cannot run {what}: Vulkan has no 64-bit exp/log/pow; "
-                           "use --fp f32 on vulkan, or --arch cpu|cuda for f64")

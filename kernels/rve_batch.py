@@ -189,6 +189,7 @@ class RVEBatch:
         self.unbalanced = self.cells.unbalanced.to_numpy().astype(np.float64)
         self.steps_used = np.zeros(n_cells, np.int64)
         self._cap = np.zeros(n_cells, bool)
+        self.contacts = self.cells.n_contacts.to_numpy().astype(np.int64)
         self.on_cap, self.points_per_element = "stop", 1
 
     @property
@@ -248,6 +249,7 @@ class RVEBatch:
         cells.active.fill(1)
         self.unbalanced = cells.unbalanced.to_numpy().astype(np.float64)
         self.steps_used = cells.steps.to_numpy().astype(np.int64)
+        self.contacts = cells.n_contacts.to_numpy().astype(np.int64)
         if self._cap.any():
             log.warning("%d of %d RVE cells hit the relaxation cap (%d steps; unbalanced up to %.3g)",
                         int(self._cap.sum()), self.n_cells, self.cap, float(self.unbalanced[self._cap].max()))
@@ -257,9 +259,20 @@ class RVEBatch:
         """Indices of the cells that hit the relaxation cap in the last update."""
         return np.nonzero(self._cap)[0]
 
+    def lost_contacts(self) -> np.ndarray:
+        """Indices of the cells left without any contact by the last update (zero stress)."""
+        return np.nonzero(self.contacts == 0)[0]
+
     def check(self, step: int) -> str:
-        """Cells that hit the relaxation cap in the last update stop the run (``on_cap = "stop"``,
-        returns the message) or are reported (``"warn"``, returns '')."""
+        """A cell left without contacts stops the run (its zero stress is not a packing's); cells
+        that hit the relaxation cap in the last update stop it too (``on_cap = "stop"``, returns
+        the message) or are reported (``"warn"``, returns '')."""
+        lost = self.lost_contacts()
+        if len(lost):
+            k = int(lost[0])
+            return (f"step {step}: {len(lost)} RVE cell(s) lost every contact, first at Gauss point {k} "
+                    f"(element {k // self.points_per_element}): the packing came apart and its stress is "
+                    "zero; use smaller strain increments (more run.steps) or a denser packing")
         hit = self.cap_hit()
         if not len(hit):
             return ""
@@ -296,6 +309,7 @@ class RVEBatch:
         self.steps_used = d["rve_steps_used"].copy()
         self._cap = d["rve_cap"].copy()
         self._stress0 = d["rve_stress0"].copy()
+        self.contacts = self.cells.n_contacts.to_numpy().astype(np.int64)
 
     def wave_modulus(self) -> float:
         """Voigt (upper-bound) estimate of the constrained modulus of the cells (Pa), the largest

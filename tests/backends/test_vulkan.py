@@ -1,0 +1,144 @@
+"""The Vulkan backend against the CPU backend (software Vulkan: mesa's lavapipe in CI).
+
+Each test computes the same thing on ``--arch cpu`` and ``--arch vulkan`` in one process and
+compares. Tolerances, and why:
+
+* f64 is refused on Vulkan (kernels.runtime.VULKAN_F64); the tests run f32 on both backends.
+* DEM cells: a cell is chaotic (contacts open and close at thresholds), so the f32 rounding
+  of two compilers drifts apart; over a short path (3 increments of 2e-4) the stress agrees to a
+  few 1e-5 of p (measured); 2e-3 of p is allowed.
+* f32 element tests: smooth in the inputs; agree to about 1e-6 (measured on CSUH CTC); 1e-4 is
+  allowed, 1e-3 for the calibration bridge's gradient (sums of many f32 products).
+* f32 FEM runs: a reaction force is a sum of large element forces that nearly cancel, so f32
+  rounding alone moves it by about 5e-4 of its range in 40 biaxial steps (CPU f32 against CPU
+  f64, measured). Vulkan f32 must be as close to the f64 result as the CPU's f32 is (3 times its
+  error, plus 1e-6 of the range).
+"""
+import numpy as np
+import pytest
+
+from helpers import engine
+
+pytestmark = pytest.mark.vulkan
+
+
+def _vulkan_reason():
+    from kernels import runtime
+
+    try:
+        runtime.init(arch="vulkan", fp="f32")
+    except Exception as exc:  # noqa: BLE001 - depends on the machine
+        return f"no Vulkan device ({exc}); apt-get install -y mesa-vulkan-drivers"
+    finally:
+        runtime.reset()
+    return None
+
+
+_REASON = _vulkan_reason()
+needs_vulkan = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+
+
+def on(arch: str, fp: str, fn):
+    """``fn()`` with Taichi started on ``arch`` in ``fp`` (reset afterwards)."""
+    from kernels import runtime
+
+    runtime.init(arch=arch, fp=fp)
+    try:
+        return fn()
+    finally:
+        runtime.reset()
+
+
+def _dem_path(packing: str):
+    from engine.rve import drive_increments
+    from kernels.packing import load_packing
+    from kernels.rve_batch import RVEBatch
+
+    p = load_packing(f"assets/packings/{packing}")
+    batch = RVEBatch([p], 2, p.dim, steps_per_increment=100, tol=1e-3, cap=3000)
+    inc = np.zeros((2, 3, p.dim, p.dim))
+    inc[:, :, -1, -1] = -2e-4
+    inc[1, :, 0, 1] = inc[1, :, 1, 0] = 1e-4
+    res = drive_increments(batch, inc)
+    return res["stress"], res["contacts"]
+
+
+@needs_vulkan
+@pytest.mark.parametrize("packing", ["disks64_100kPa.npz", "spheres64_100kPa.npz"])
+def test_dem_cells_match_cpu(packing):
+    cpu, c_cpu = on("cpu", "f32", lambda: _dem_path(packing))
+    vk, c_vk = on("vulkan", "f32", lambda: _dem_path(packing))
+    assert c_cpu.min() > 0 and c_vk.min() > 0                  # real packings, not empty lists
+    assert np.abs(cpu).max() > 5e4                              # about 100 kPa: not a silent zero
+    assert np.abs(vk - cpu).max() <= 2e-3 * 1e5
+
+
+@needs_vulkan
+@pytest.mark.parametrize("case, steps", [("biaxial.toml", 40), ("verification/patch3d.toml", 40)])
+def test_fem_steps_match_cpu(tmp_path, case, steps):
+    out = {}
+    for arch, fp in (("cpu", "f64"), ("cpu", "f32"), ("vulkan", "f32")):
+        r = engine("run", f"cases/{case}", "--arch", arch, "--fp", fp, "--no-progress",
+                   "--set", f"run.steps={steps}", "--out", tmp_path / f"{arch}-{fp}")
+        assert r.returncode == 0, r.stderr
+        out[arch, fp] = np.genfromtxt(tmp_path / f"{arch}-{fp}" / "curves.csv", delimiter=",", names=True)
+    ref = out["cpu", "f64"]
+    for name in ref.dtype.names:
+        scale = max(np.abs(ref[name]).max(), 1e-30)
+        err_cpu = np.abs(out["cpu", "f32"][name] - ref[name]).max()
+        err_vk = np.abs(out["vulkan", "f32"][name] - ref[name]).max()
+        assert err_vk <= 3 * err_cpu + 1e-6 * scale, name      # as close to f64 as the CPU's f32 is
+
+
+def _element(model):
+    from engine.element import run_test
+
+    cols = run_test(model, "ctc", 100e3, 0.05, 100)
+    return np.stack([cols["p"], cols["q"], cols["eps_v"]])
+
+
+@needs_vulkan
+@pytest.mark.parametrize("model", ["csuh", "mcc", "ime", "elastic"])
+def test_element_tests_match_cpu(model):
+    cpu = on("cpu", "f32", lambda: _element(model))
+    vk = on("vulkan", "f32", lambda: _element(model))
+    scale = np.abs(cpu).max(axis=1, keepdims=True)
+    assert np.all(np.abs(vk - cpu) <= 1e-4 * scale)
+
+
+def _bridge():
+    import torch
+
+    from calibrate.bridge import Surrogate
+    from calibrate.synthetic import strain_paths
+    from materials.csuh import SCHEMA
+
+    s = Surrogate("csuh", strain_paths(3, 10, 1e-4, seed=5), 100e3, {"lode": "exp", "delta_r": 0.03},
+                  chunk_points=2)
+    phi = torch.tensor([SCHEMA.defaults[k] for k in s.param_names], dtype=torch.float64, requires_grad=True)
+    w = torch.from_numpy(np.random.default_rng(0).normal(size=(3, 10, 3, 3)))
+    y = s(phi)
+    (y * w).sum().backward()
+    return y.detach().numpy(), phi.grad.numpy()
+
+
+@needs_vulkan
+def test_bridge_forward_and_gradient_match_cpu():
+    pytest.importorskip("torch")
+    y_cpu, g_cpu = on("cpu", "f32", _bridge)
+    y_vk, g_vk = on("vulkan", "f32", _bridge)
+    assert np.abs(y_vk - y_cpu).max() <= 1e-4 * np.abs(y_cpu).max()
+    assert np.abs(g_vk - g_cpu).max() <= 1e-3 * np.abs(g_cpu).max()
+
+
+@needs_vulkan
+@pytest.mark.parametrize("args", [["element", "--model", "csuh", "--out", "{tmp}/o.csv"],
+                                  ["run", "cases/cavity.toml", "--out", "{tmp}/o"],
+                                  ["rve", "make", "--dim", "2", "--n", "16", "--dmin", "0.01", "--dmax", "0.02",
+                                   "--out", "{tmp}/o.npz"]])
+def test_f64_refused_in_one_line(tmp_path, args):
+    r = engine(*[a.format(tmp=tmp_path) for a in args], "--arch", "vulkan", "--fp", "f64")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: --arch vulkan --fp f64 is not supported") and "use --fp f32" in lines[-1]
+    assert "Traceback" not in r.stderr and not list(tmp_path.iterdir())
