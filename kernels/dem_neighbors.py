@@ -89,8 +89,10 @@ class VerletLists:
         self.h_ref = ti.Matrix.field(dim, dim, real, shape=nc)
         self.skin = ti.field(real, shape=nc)
         self.rmax = ti.field(real, shape=nc)
-        self.maxdisp = ti.field(real, shape=nc)
         self.need = ti.field(ti.i32, shape=nc)
+        self.todo = ti.field(ti.i32, shape=nc)            # the flagged cells of this rebuild, any order
+        self.n_todo = ti.field(ti.i32, shape=())
+        self.dh_reach = ti.field(real, shape=nc)          # ||(h - h_ref) h_ref^-1|| (2 r_max + skin)
         self.n_rebuilds = ti.field(ti.i32, shape=nc)
         self.overflow = ti.field(ti.i32, shape=3)
         # cell flipping during a rebuild: M, M^-1 of this rebuild, whether the cell flips, and
@@ -116,18 +118,26 @@ class VerletLists:
     @ti.kernel
     def check(self):
         """Flag the active cells whose lists the motion since the last rebuild may invalidate."""
-        for c in range(self.cells.n_cells):
-            self.maxdisp[c] = 0.0
-        for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
-            if self.cells.active[c] != 0 and i < self.cells.npart[c]:
-                d = self.cells.h[c] @ (self.cells.s[c, i] - self.s_ref[c, i])
-                ti.atomic_max(self.maxdisp[c], d.norm())
+        self.flag_cells()
+
+    @ti.func
+    def flag_cells(self):
+        """The skin criterion, as two parallel loops (called at the end of a step's kernel).
+
+        ``2 max_i d_i + dh >= skin`` holds exactly when some particle has ``2 d_i + dh >= skin``,
+        so each particle sets its cell's flag by a plain store (all writers store 1): no per-cell
+        maximum, no atomics.
+        """
         for c in range(self.cells.n_cells):
             if self.cells.active[c] != 0:
                 dh = (self.cells.h[c] - self.h_ref[c]) @ self.h_ref[c].inverse()
-                reach = 2.0 * self.rmax[c] + self.skin[c]
-                crit = 2.0 * self.maxdisp[c] + dh.norm() * reach
-                if crit >= self.skin[c]:
+                self.dh_reach[c] = dh.norm() * (2.0 * self.rmax[c] + self.skin[c])
+                if self.dh_reach[c] >= self.skin[c]:
+                    self.need[c] = 1
+        for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
+            if self.cells.active[c] != 0 and i < self.cells.npart[c]:
+                d = self.cells.h[c] @ (self.cells.s[c, i] - self.s_ref[c, i])
+                if 2.0 * d.norm() + self.dh_reach[c] >= self.skin[c]:
                     self.need[c] = 1
 
     @ti.func
@@ -182,44 +192,61 @@ class VerletLists:
 
     @ti.kernel
     def _rebuild(self, auto_flip: ti.i32):
-        """Steps 0-5 of a rebuild of the flagged cells, one offloaded loop each."""
-        # 0. flip: h' = h M (cell-wise), decided here
+        """A rebuild of the flagged cells (:meth:`rebuild_flagged`)."""
+        self.rebuild_flagged(auto_flip)
+
+    @ti.func
+    def rebuild_flagged(self, auto_flip):
+        """Steps 0-6 of a rebuild, one parallel loop each over the flagged cells only.
+
+        The flagged cells are gathered first into ``todo`` (their order there is irrelevant: every
+        cell is rebuilt independently), so a step where no cell needs a rebuild costs one pass over
+        the cells and nothing per particle.
+        """
+        self.n_todo[None] = 0
         for c in range(self.cells.n_cells):
             if self.need[c] != 0:
-                self._decide_flip(c, auto_flip)
-                if self.flipped[c] != 0:
-                    self._apply_flip(c)
-        # 1. keep the old lists (images in the flipped basis: k' = M^-1 k)
-        for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
-            if self.need[c] != 0:
-                self.o_count[c, i] = self.nb_count[c, i]
-        for c, i, e in ti.ndrange(self.cells.n_cells, self.cells.max_p, self.K):
-            if self.need[c] != 0 and e < self.nb_count[c, i]:
+                self.todo[ti.atomic_add(self.n_todo[None], 1)] = c
+        npm = ti.static(self.cells.max_p)
+        # 0. flip: h' = h M (cell-wise), decided here
+        for t in range(self.n_todo[None]):
+            c = self.todo[t]
+            self._decide_flip(c, auto_flip)
+            if self.flipped[c] != 0:
+                self._apply_flip(c)
+        # 1. keep the old lists (images in the flipped basis: k' = M^-1 k); 2. wrap the particles
+        for k in range(self.n_todo[None] * npm):
+            c, i = self.todo[k // npm], k % npm
+            self.o_count[c, i] = self.nb_count[c, i]
+            for e in range(self.nb_count[c, i]):
                 self._keep_entry(c, i, e)
-        # 2. wrap particles into the cell (after s' = M^-1 s if flipped), remember the shift
-        for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
-            if self.need[c] != 0 and i < self.cells.npart[c]:
+            if i < self.cells.npart[c]:
                 self._wrap_particle(c, i)
         # 3. bins, filled serially per cell in particle order (deterministic)
-        for c in range(self.cells.n_cells):
-            if self.need[c] != 0:
-                self._fill_bins(c)
+        for t in range(self.n_todo[None]):
+            self._fill_bins(self.todo[t])
         # 4. search the neighbouring bins; carry the owner's contact state over
-        for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
-            if self.need[c] != 0 and i < self.cells.npart[c]:
+        for k in range(self.n_todo[None] * npm):
+            c, i = self.todo[k // npm], k % npm
+            if i < self.cells.npart[c]:
                 nb = self.nbins[c]
                 lo, cnt, total = self._scan_range(c, i, nb)
                 n = self._collect_neighbours(c, i, nb, lo, cnt, total)
                 self.nb_count[c, i] = n
                 self._carry_contact_state(c, i, n)
         # 5. mirror pointers of the non-owner entries
-        for c, i, e in ti.ndrange(self.cells.n_cells, self.cells.max_p, self.K):
-            if self.need[c] != 0 and e < self.nb_count[c, i]:
-                self._link_mirror(c, i, e)
-        for c in range(self.cells.n_cells):
-            if self.need[c] != 0:
-                self.n_rebuilds[c] = self.n_rebuilds[c] + 1
-                self.need[c] = 0
+        for k in range(self.n_todo[None] * npm):
+            c, i = self.todo[k // npm], k % npm
+            unpaired = 0
+            for e in range(self.nb_count[c, i]):
+                unpaired += self._link_mirror(c, i, e)
+            if unpaired > 0:
+                self.overflow[OVERFLOW_MIRROR] += unpaired
+        # 6. done
+        for t in range(self.n_todo[None]):
+            c = self.todo[t]
+            self.n_rebuilds[c] = self.n_rebuilds[c] + 1
+            self.need[c] = 0
 
     @ti.func
     def _decide_flip(self, c, auto_flip):
@@ -431,7 +458,11 @@ class VerletLists:
 
     @ti.func
     def _link_mirror(self, c, i, e):
-        """Non-owner entry (i > j): index of its partner entry (j: i, -k) into ``nb_mirror`` (-1: none)."""
+        """Non-owner entry (i > j): index of its partner entry (j: i, -k) into ``nb_mirror`` (-1: none).
+
+        Returns 1 for a non-owner entry without a partner, else 0.
+        """
+        unpaired = 0
         j = self.nb_j[c, i, e]
         if i > j:
             found = -1
@@ -441,7 +472,8 @@ class VerletLists:
                     found = q
             self.nb_mirror[c, i, e] = found
             if found < 0:
-                self.overflow[OVERFLOW_MIRROR] += 1
+                unpaired = 1
+        return unpaired
 
     def update(self):
         """Check the skin criterion and rebuild the lists of the cells that need it."""

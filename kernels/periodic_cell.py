@@ -16,13 +16,15 @@ image, which is why it is the stored variable.
 thickness over the area, ``sigma = sum f (x) l / (det(h) t)``, in Pa, which is exactly what YADE's
 ``getStress`` returns for the same spheres in a periodic box of depth ``t``.
 
-Update order of :meth:`PeriodicCells.step` (YADE: collider, InteractionLoop, NewtonIntegrator):
+Update order of :meth:`PeriodicCells.step` (YADE: collider, InteractionLoop, NewtonIntegrator),
+one kernel launch per step:
 
-1. neighbour lists: skin check, rebuild of flagged cells (particles wrapped into the cell);
+1. neighbour lists: rebuild of the cells flagged by the skin check (particles wrapped into the
+   cell);
 2. contact forces at the current positions and cell ``h``, gathered per particle;
 3. per particle: ``a = F/m`` damped with the fluctuation velocity (``cundallDamp2nd``),
    ``w += dt a``, ``omega += dt alpha``, ``s += dt h^-1 w``;
-4. per cell: ``h += dt L h``.
+4. per cell: ``h += dt L h``; then the skin check flags the cells to rebuild at the next step.
 
 Cell flipping: at a rebuild during :meth:`PeriodicCells.step` a cell whose vectors can be made
 more orthogonal is replaced by the equivalent cell ``h' = h M`` (``M`` integer, det 1; see
@@ -74,6 +76,7 @@ class PeriodicCells:
         self.active = ti.field(ti.i32, shape=nc)
         self.steps = ti.field(ti.i32, shape=nc)
         self.h = ti.Matrix.field(dim, dim, real, shape=nc)
+        self.hinv = ti.Matrix.field(dim, dim, real, shape=nc)      # h^-1 during a step
         self.L = ti.Matrix.field(dim, dim, real, shape=nc)
         self.dt = ti.field(real, shape=nc)
         self.young = ti.field(real, shape=nc)
@@ -263,14 +266,29 @@ class PeriodicCells:
 
     # ------------------------------------------------------------------ stepping
     def step(self, n: int = 1):
-        """Advance the active cells by ``n`` time steps (each cell with its own dt)."""
+        """Advance the active cells by ``n`` time steps (each cell with its own dt).
+
+        One kernel launch per step and nothing read back: the lists of the cells flagged by the
+        previous step's skin check are rebuilt, forces computed, particles and cells advanced, and
+        the skin check flags the cells for the next step. The check also runs once before the
+        first step, for changes made to the cells since the last call.
+        """
+        self.lists.check()
         for _ in range(n):
-            self.lists.update()
-            self.contacts.compute()
-            self._integrate()
+            self._step()
 
     @ti.kernel
+    def _step(self):
+        self.lists.rebuild_flagged(1)
+        self.contacts.forces()
+        self._integrate()
+        self.lists.flag_cells()
+
+    @ti.func
     def _integrate(self):
+        """Damped Newton update of w, omega and s (h^-1 once per cell), then h += dt L h."""
+        for c in range(self.n_cells):
+            self.hinv[c] = self.h[c].inverse()
         for c, i in ti.ndrange(self.n_cells, self.max_p):
             if self.active[c] != 0 and i < self.npart[c]:
                 dt = self.dt[c]
@@ -279,7 +297,7 @@ class PeriodicCells:
                 self.w[c, i] += dt * a
                 alpha = law.cundall_damp(self.torque[c, i] / self.inertia[c, i], self.omega[c, i], damp, dt)
                 self.omega[c, i] += dt * alpha
-                self.s[c, i] += dt * (self.h[c].inverse() @ self.w[c, i])
+                self.s[c, i] += dt * (self.hinv[c] @ self.w[c, i])
         for c in range(self.n_cells):
             if self.active[c] != 0:
                 self.h[c] += self.dt[c] * (self.L[c] @ self.h[c])

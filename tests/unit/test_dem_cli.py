@@ -35,12 +35,13 @@ def test_rve_make_strain_triax(tmp_path):
     assert _json(r.output)["copy_spread_Pa"] == 0.0
     with open(out) as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["inc", "s11", "s12", "s21", "s22", "p", "q", "unb", "steps", "capped", "cell"]
+    assert list(rows[0]) == ["inc", "s11", "s12", "s21", "s22", "p", "q", "unb", "steps", "capped", "contacts", "cell"]
     assert [int(x["inc"]) for x in rows] == [1, 2, 3, 1, 2, 3] and [x["cell"] for x in rows] == list("000111")
     s22 = [float(x["s22"]) for x in rows[:3]]
     assert s22[0] < -100e3 * 0.98 and s22[2] < s22[1] < s22[0]           # compressed further
     for x in rows:
         assert float(x["p"]) == pytest.approx(-(float(x["s11"]) + float(x["s22"])) / 2, rel=1e-9)
+        assert int(x["contacts"]) > 64                                    # a dense packing, never empty
         # relaxation ends either under --tol (not capped) or after exactly --cap extra steps (capped)
         if x["capped"] == "1":
             assert int(x["steps"]) == 20 + 100 and float(x["unb"]) >= 0.05
@@ -98,7 +99,7 @@ def test_rve_strain_single_cell_columns_and_rotation(tmp_path):
     assert r.exit_code == 0, r.output
     with open(out) as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["inc", "s11", "s12", "s21", "s22", "p", "q", "unb", "steps", "capped"]
+    assert list(rows[0]) == ["inc", "s11", "s12", "s21", "s22", "p", "q", "unb", "steps", "capped", "contacts"]
     assert len(rows) == 14 and float(rows[3]["q"]) > 5e3
     assert float(rows[-1]["p"]) == pytest.approx(float(rows[3]["p"]), rel=0.02)   # no volume change
 
