@@ -90,8 +90,6 @@ class VerletLists:
         self.skin = ti.field(real, shape=nc)
         self.rmax = ti.field(real, shape=nc)
         self.need = ti.field(ti.i32, shape=nc)
-        self.todo = ti.field(ti.i32, shape=nc)            # the flagged cells of this rebuild, any order
-        self.n_todo = ti.field(ti.i32, shape=())
         self.dh_reach = ti.field(real, shape=nc)          # ||(h - h_ref) h_ref^-1|| (2 r_max + skin)
         self.n_rebuilds = ti.field(ti.i32, shape=nc)
         self.overflow = ti.field(ti.i32, shape=3)
@@ -197,56 +195,54 @@ class VerletLists:
 
     @ti.func
     def rebuild_flagged(self, auto_flip):
-        """Steps 0-6 of a rebuild, one parallel loop each over the flagged cells only.
+        """Steps 0-6 of a rebuild of the flagged cells, one parallel loop each.
 
-        The flagged cells are gathered first into ``todo`` (their order there is irrelevant: every
-        cell is rebuilt independently), so a step where no cell needs a rebuild costs one pass over
-        the cells and nothing per particle.
+        The loops run over cells or particles (never list entries: a particle runs over its own),
+        and a particle of a cell that is not flagged does nothing, so a step without rebuilds
+        costs a few flag loads per particle. (Loops over a list of the flagged cells gathered on
+        the device would need run-time loop bounds, which Taichi launches as full-size grids: 30
+        times slower on Vulkan.)
         """
-        self.n_todo[None] = 0
-        for c in range(self.cells.n_cells):
-            if self.need[c] != 0:
-                self.todo[ti.atomic_add(self.n_todo[None], 1)] = c
         npm = ti.static(self.cells.max_p)
         # 0. flip: h' = h M (cell-wise), decided here
-        for t in range(self.n_todo[None]):
-            c = self.todo[t]
-            self._decide_flip(c, auto_flip)
-            if self.flipped[c] != 0:
-                self._apply_flip(c)
+        for c in range(self.cells.n_cells):
+            if self.need[c] != 0:
+                self._decide_flip(c, auto_flip)
+                if self.flipped[c] != 0:
+                    self._apply_flip(c)
         # 1. keep the old lists (images in the flipped basis: k' = M^-1 k); 2. wrap the particles
-        for k in range(self.n_todo[None] * npm):
-            c, i = self.todo[k // npm], k % npm
-            self.o_count[c, i] = self.nb_count[c, i]
-            for e in range(self.nb_count[c, i]):
-                self._keep_entry(c, i, e)
-            if i < self.cells.npart[c]:
-                self._wrap_particle(c, i)
+        for c, i in ti.ndrange(self.cells.n_cells, npm):
+            if self.need[c] != 0:
+                self.o_count[c, i] = self.nb_count[c, i]
+                for e in range(self.nb_count[c, i]):
+                    self._keep_entry(c, i, e)
+                if i < self.cells.npart[c]:
+                    self._wrap_particle(c, i)
         # 3. bins, filled serially per cell in particle order (deterministic)
-        for t in range(self.n_todo[None]):
-            self._fill_bins(self.todo[t])
+        for c in range(self.cells.n_cells):
+            if self.need[c] != 0:
+                self._fill_bins(c)
         # 4. search the neighbouring bins; carry the owner's contact state over
-        for k in range(self.n_todo[None] * npm):
-            c, i = self.todo[k // npm], k % npm
-            if i < self.cells.npart[c]:
+        for c, i in ti.ndrange(self.cells.n_cells, npm):
+            if self.need[c] != 0 and i < self.cells.npart[c]:
                 nb = self.nbins[c]
                 lo, cnt, total = self._scan_range(c, i, nb)
                 n = self._collect_neighbours(c, i, nb, lo, cnt, total)
                 self.nb_count[c, i] = n
                 self._carry_contact_state(c, i, n)
         # 5. mirror pointers of the non-owner entries
-        for k in range(self.n_todo[None] * npm):
-            c, i = self.todo[k // npm], k % npm
-            unpaired = 0
-            for e in range(self.nb_count[c, i]):
-                unpaired += self._link_mirror(c, i, e)
-            if unpaired > 0:
-                self.overflow[OVERFLOW_MIRROR] += unpaired
+        for c, i in ti.ndrange(self.cells.n_cells, npm):
+            if self.need[c] != 0:
+                unpaired = 0
+                for e in range(self.nb_count[c, i]):
+                    unpaired += self._link_mirror(c, i, e)
+                if unpaired > 0:
+                    self.overflow[OVERFLOW_MIRROR] += unpaired
         # 6. done
-        for t in range(self.n_todo[None]):
-            c = self.todo[t]
-            self.n_rebuilds[c] = self.n_rebuilds[c] + 1
-            self.need[c] = 0
+        for c in range(self.cells.n_cells):
+            if self.need[c] != 0:
+                self.n_rebuilds[c] = self.n_rebuilds[c] + 1
+                self.need[c] = 0
 
     @ti.func
     def _decide_flip(self, c, auto_flip):
