@@ -1,7 +1,5 @@
 """Calibration: the torch bridge (forward = the FEM's integrator, gradients = finite differences),
 the loss of Eq. 17, splits and schedules, and recovery of known parameters from synthetic data."""
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ from calibrate.loss import bound_penalty, component_mask, gamma_schedule  # noqa
 from calibrate.synthetic import strain_paths  # noqa: E402
 from calibrate.train import prepare_data, split_points  # noqa: E402
 from materials.csuh import SCHEMA as CSUH  # noqa: E402
+from helpers import engine  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 NAMES = ("kappa", "lambda", "N", "Z", "m", "nu", "e0", "M")
@@ -124,8 +123,8 @@ def test_lbfgs_reaches_a_far_lower_misfit_with_the_same_gradients(ti_runtime):
 
 
 def test_calibrate_cli_and_params_file_used_by_a_case(tmp_path):
-    from calibrate.synthetic import strain_paths as paths  # noqa: F401
-
+    """The CLI in this process (click's runner): exit codes, stderr and files are the command's own;
+    a separate interpreter would add only its start-up."""
     rng = np.random.default_rng(0)
     strain = np.concatenate([np.zeros((6, 1, 3, 3)), strain_paths(6, 8, 1e-4, seed=7)], axis=1)
     stress = -100e3 * np.eye(3) + rng.normal(scale=1e3, size=(6, 9, 3, 3))
@@ -133,23 +132,20 @@ def test_calibrate_cli_and_params_file_used_by_a_case(tmp_path):
     np.savez(tmp_path / "d.npz", strain=strain, stress=stress, p0=100e3)
     for opt in ("adam", "lbfgs", "cmaes"):
         out = tmp_path / opt
-        r = subprocess.run([sys.executable, "-m", "engine.cli", "calibrate", "--data", tmp_path / "d.npz",
-                            "--epochs", "3", "--optimizer", opt, "--out", out, "--no-progress", "--lr-final", "0.001",
-                            "--split", "0.5,0.25,0.25"], capture_output=True, text=True)
+        r = engine("calibrate", "--data", tmp_path / "d.npz", "--epochs", "3", "--optimizer", opt, "--out", out,
+                   "--no-progress", "--lr-final", "0.001", "--split", "0.5,0.25,0.25")
         assert r.returncode == 0, r.stderr
         for f in ("params.toml", "history.csv", "summary.json", "loss.png", "params.png"):
             assert (out / f).is_file(), (opt, f)
         rows = (out / "history.csv").read_text().strip().splitlines()
         assert (2 if opt == "lbfgs" else 4) <= len(rows) <= 4          # lbfgs: at most 3 evaluations
         assert rows[0].startswith("epoch,train_loss,val_loss,penalty,gamma")
-    r = subprocess.run([sys.executable, "-m", "engine.cli", "run", ROOT / "cases" / "biaxial.toml",
-                        "--set", "run.steps=2", "--set", f"material.csuh.params='{tmp_path / 'adam' / 'params.toml'}'",
-                        "--out", tmp_path / "run", "--no-progress"], capture_output=True, text=True)
+    r = engine("run", ROOT / "cases" / "biaxial.toml", "--set", "run.steps=2",
+               "--set", f"material.csuh.params='{tmp_path / 'adam' / 'params.toml'}'",
+               "--out", tmp_path / "run", "--no-progress")
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, "-m", "engine.cli", "calibrate", "--data", tmp_path / "d.npz",
-                        "--split", "0.5,0.5", "--out", tmp_path / "bad"], capture_output=True, text=True)
+    r = engine("calibrate", "--data", tmp_path / "d.npz", "--split", "0.5,0.5", "--out", tmp_path / "bad")
     assert r.returncode == 2 and "split" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "engine.cli", "calibrate", "--data", tmp_path / "d.npz",
-                        "--optimizer", "lbfgs", "--batch-points", "2", "--out", tmp_path / "bad"],
-                       capture_output=True, text=True)
+    r = engine("calibrate", "--data", tmp_path / "d.npz", "--optimizer", "lbfgs", "--batch-points", "2",
+               "--out", tmp_path / "bad")
     assert r.returncode == 2 and "--batch-points is for --optimizer adam" in r.stderr
