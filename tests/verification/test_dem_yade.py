@@ -50,16 +50,47 @@ def _segments(dim, dt, steps, strain):
     return [{"L": L1.tolist(), "steps": steps}, {"L": L2.tolist(), "steps": steps}]
 
 
-def run_yade(packing_path, spec, tmp_path, final=None):
+_RUNNING = []
+
+
+@pytest.fixture(autouse=True)
+def _no_yade_left_running():
+    """A test that failed before collecting its background YADE run: stop that run."""
+    yield
+    while _RUNNING:
+        proc = _RUNNING.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def start(cmd, cwd, out):
+    """Start ``cmd`` (a YADE run writing ``out``) in the background; the returned function waits for it,
+    checks its exit status and loads ``out``. The engine's side runs meanwhile (two cores)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    _RUNNING.append(proc)
+
+    def result():
+        _, err = proc.communicate(timeout=600)
+        _RUNNING.remove(proc)
+        assert proc.returncode == 0, err[-2000:]
+        return np.load(out)
+
+    return result
+
+
+def start_yade(packing_path, spec, tmp_path, final=None):
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
     out = tmp_path / "yade_out.npz"
     cmd = [shutil.which("yade"), "-n", "-x", str(SCRIPT), str(packing_path), str(spec_path), str(out)]
     if final is not None:
         cmd.append(str(final))
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return np.load(out)
+    return start(cmd, tmp_path, out)
+
+
+def run_yade(packing_path, spec, tmp_path, final=None):
+    return start_yade(packing_path, spec, tmp_path, final)()
 
 
 def run_engine(cells, dim, segments, every):
@@ -91,8 +122,9 @@ def test_strain_path_matches_yade(ti_runtime, request, tmp_path, dim, name, step
     cells = kpacking.cells_from_packings([p], 1)
     dt = float(cells.dt.to_numpy()[0])
     segs = _segments(dim, dt, steps, strain)
-    y = run_yade(path, {"dt": dt, "record_every": 50, "segments": segs}, tmp_path)
+    yade = start_yade(path, {"dt": dt, "record_every": 50, "segments": segs}, tmp_path)
     mine = run_engine(cells, dim, segs, 50)
+    y = yade()
     ys = y["stress"][:, :dim, :dim]
     assert mine.shape == ys.shape
     p0 = -np.trace(ys[0]) / dim
@@ -128,13 +160,14 @@ def test_yade_written_packing_restores_shear_forces(ti_runtime, request, tmp_pat
     # continue both codes from the YADE-written state
     (tmp_path / "b").mkdir()
     cont = [{"L": (-np.asarray(segs[1]["L"])).tolist(), "steps": 300}]
-    y = run_yade(final, {"dt": dt, "record_every": 50, "segments": cont}, tmp_path / "b")
-    # the engine rotates the restored shear forces from the saved normals to the current ones
-    # (as an uninterrupted YADE run would); YADE's restart does not: a one-step difference
-    assert np.abs(s0 - _sym(y["stress"][0, :dim, :dim])).max() / p0 < 1e-4
+    yade = start_yade(final, {"dt": dt, "record_every": 50, "segments": cont}, tmp_path / "b")
     cells = kpacking.cells_from_packings([q], 1)
     cells.dt.fill(dt)
     mine = run_engine(cells, dim, cont, 50)
+    y = yade()
+    # the engine rotates the restored shear forces from the saved normals to the current ones
+    # (as an uninterrupted YADE run would); YADE's restart does not: a one-step difference
+    assert np.abs(s0 - _sym(y["stress"][0, :dim, :dim])).max() / p0 < 1e-4
     err = _err(mine, y["stress"][:, :dim, :dim], p0)
     assert err.max() < TOL, err.max()
 
@@ -203,11 +236,9 @@ def test_few_disks_sliding_match_yade(ti_runtime, request, tmp_path):
     spec = _few_disks([[0.0, 0.0], [0.0, 0.0]])
     sp, out = tmp_path / "spec.json", tmp_path / "out.npz"
     sp.write_text(json.dumps(spec))
-    res = subprocess.run([shutil.which("yade"), "-n", "-x", str(SLIDING), str(sp), str(out)],
-                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert res.returncode == 0, res.stderr[-2000:]
-    y = np.load(out)
+    yade = start([shutil.which("yade"), "-n", "-x", str(SLIDING), str(sp), str(out)], tmp_path, out)
     spin, stress, slip = _few_disks_engine(spec)
+    y = yade()
     assert slip.sum() > 0 and (slip == y["slip"]).all(), (slip, y["slip"])
     assert np.abs(spin - y["spin"]).max() / np.abs(y["spin"]).max() < 1e-5
     assert np.abs(stress - y["stress"]).max() / np.abs(y["stress"]).max() < 1e-3
