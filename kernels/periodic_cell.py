@@ -99,6 +99,8 @@ class PeriodicCells:
         self.p_stress = ti.Matrix.field(dim, dim, real, shape=(nc, npm))
         self.p_fc = ti.field(real, shape=(nc, npm))
         self.p_nc = ti.field(ti.i32, shape=(nc, npm))
+        self.voigt = ti.Vector.field(dim, real, shape=nc)          # Voigt constrained moduli (Pa)
+        self.p_voigt = ti.Vector.field(dim, real, shape=(nc, npm))
         # stress servo (isotropic consolidation, lateral control of triaxial tests)
         self.target = ti.Matrix.field(dim, dim, real, shape=nc)
         self.mask = ti.Matrix.field(dim, dim, ti.i32, shape=nc)
@@ -306,12 +308,13 @@ class PeriodicCells:
     # ------------------------------------------------------------------ measurements
     @ti.kernel
     def measure(self):
-        """Love-Weber stress (tension positive, Pa) and YADE's unbalanced-force ratio per cell."""
+        """Love-Weber stress (tension positive, Pa) and YADE's unbalanced-force ratio of the active
+        cells (an inactive cell has not moved since it was last measured)."""
         for c, i in ti.ndrange(self.n_cells, self.max_p):
             sig = ti.Matrix.zero(self.real, self.dim, self.dim)
             fc = 0.0
             ncon = 0
-            if i < self.npart[c]:
+            if self.active[c] != 0 and i < self.npart[c]:
                 ri = self.radius[c, i]
                 for e in range(self.lists.nb_count[c, i]):
                     j = self.lists.nb_j[c, i, e]
@@ -325,23 +328,57 @@ class PeriodicCells:
             self.p_fc[c, i] = fc
             self.p_nc[c, i] = ncon
         for c in range(self.n_cells):
-            sig = ti.Matrix.zero(self.real, self.dim, self.dim)
-            fc = 0.0
-            fp = 0.0
-            ncon = 0
+            if self.active[c] != 0:
+                self._sum_measures(c)
+
+    @ti.func
+    def _sum_measures(self, c):
+        """Cell sums of the per-particle measures, in particle order."""
+        sig = ti.Matrix.zero(self.real, self.dim, self.dim)
+        fc = 0.0
+        fp = 0.0
+        ncon = 0
+        for i in range(self.npart[c]):
+            sig += self.p_stress[c, i]
+            fc += self.p_fc[c, i]
+            ncon += self.p_nc[c, i]
+            fp += self.force[c, i].norm()
+        vol = self.h[c].determinant()
+        if ti.static(self.dim == 2):
+            vol *= self.thickness[c]
+        self.stress[c] = sig / vol
+        self.n_contacts[c] = ncon
+        self.unbalanced[c] = BIG
+        if ncon > 0 and fc > 0.0:
+            self.unbalanced[c] = (fp / self.npart[c]) / (fc / ncon)
+
+    @ti.kernel
+    def measure_voigt(self):
+        """``voigt[c]_a = (1/V) sum l^2 (kn n_a^4 + ks n_a^2 (1 - n_a^2))`` over the active contacts
+        (Pa): per-particle sums over its owner entries, then per cell in particle order."""
+        for c, i in ti.ndrange(self.n_cells, self.max_p):
+            m = ti.Vector.zero(self.real, self.dim)
+            if i < self.npart[c]:
+                ri = self.radius[c, i]
+                for e in range(self.lists.nb_count[c, i]):
+                    j = self.lists.nb_j[c, i, e]
+                    if i < j and self.lists.c_active[c, i, e] != 0:
+                        rj = self.radius[c, j]
+                        kn, ks = law.kn_ks(self.young[c], self.ratio[c], ri, rj)
+                        l = ri + rj - self.lists.c_pen[c, i, e]
+                        n = self.lists.c_n[c, i, e]
+                        for a in ti.static(range(self.dim)):
+                            n2 = n[a] * n[a]
+                            m[a] += l * l * (kn * n2 * n2 + ks * n2 * (1.0 - n2))
+            self.p_voigt[c, i] = m
+        for c in range(self.n_cells):
+            acc = ti.Vector.zero(self.real, self.dim)
             for i in range(self.npart[c]):
-                sig += self.p_stress[c, i]
-                fc += self.p_fc[c, i]
-                ncon += self.p_nc[c, i]
-                fp += self.force[c, i].norm()
-            vol = self.h[c].determinant()
+                acc += self.p_voigt[c, i]
+            vol = ti.abs(self.h[c].determinant())
             if ti.static(self.dim == 2):
                 vol *= self.thickness[c]
-            self.stress[c] = sig / vol
-            self.n_contacts[c] = ncon
-            self.unbalanced[c] = BIG
-            if ncon > 0 and fc > 0.0:
-                self.unbalanced[c] = (fp / self.npart[c]) / (fc / ncon)
+            self.voigt[c] = acc / vol
 
     @ti.kernel
     def servo(self, gain: ti.f64, max_rate: ti.f64, ref: ti.f64, ki: ti.f64):

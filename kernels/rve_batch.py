@@ -118,29 +118,11 @@ def _sym3(sig: np.ndarray, dim: int) -> np.ndarray:
 def voigt_moduli(cells: PeriodicCells) -> np.ndarray:
     """(n_cells, dim) Voigt estimates of the constrained moduli along the axes (Pa).
 
-    ``M_a = (1/V) sum_c l^2 (kn n_a^4 + ks n_a^2 (1 - n_a^2))`` over the active contacts.
+    ``M_a = (1/V) sum_c l^2 (kn n_a^4 + ks n_a^2 (1 - n_a^2))`` over the active contacts, reduced
+    on the device (:meth:`PeriodicCells.measure_voigt`): only the result is read back.
     """
-    nl = cells.lists
-    cnt, nj = nl.nb_count.to_numpy(), nl.nb_j.to_numpy()
-    act, nrm, pen = nl.c_active.to_numpy(), nl.c_n.to_numpy().astype(np.float64), nl.c_pen.to_numpy()
-    r = cells.radius.to_numpy().astype(np.float64)
-    c_i, i_i, e_i = np.nonzero((np.arange(nl.K)[None, None, :] < cnt[..., None]) & (act != 0))
-    j_i = nj[c_i, i_i, e_i]
-    own = i_i < j_i
-    c_i, i_i, e_i, j_i = c_i[own], i_i[own], e_i[own], j_i[own]
-    ri, rj = r[c_i, i_i], r[c_i, j_i]
-    kn = 2.0 * cells.young.to_numpy().astype(np.float64)[c_i] * ri * rj / (ri + rj)
-    ks = kn * cells.ratio.to_numpy().astype(np.float64)[c_i]
-    l2 = (ri + rj - pen[c_i, i_i, e_i]) ** 2
-    n = nrm[c_i, i_i, e_i]
-    vol = np.abs(np.linalg.det(cells.h.to_numpy().astype(np.float64)))
-    if cells.dim == 2:
-        vol = vol * cells.thickness.to_numpy().astype(np.float64)
-    out = np.zeros((cells.n_cells, cells.dim))
-    for a in range(cells.dim):
-        m = l2 * (kn * n[:, a] ** 4 + ks * n[:, a] ** 2 * (1.0 - n[:, a] ** 2))
-        out[:, a] = np.bincount(c_i, weights=m, minlength=cells.n_cells) / vol
-    return out
+    cells.measure_voigt()
+    return cells.voigt.to_numpy().astype(np.float64)
 
 
 @ti.data_oriented
