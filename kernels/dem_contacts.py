@@ -1,13 +1,13 @@
 """Contact forces of batched periodic cells: YADE's CundallStrack law, then a deterministic gather.
 
-Two parallel loops over the particles (called as one kernel, or inside a step's kernel):
+Two parallel loops over the particles (one kernel, or inside a step's kernel):
 
 1. every particle runs over its own list entries; each owner entry (``i < j``) evaluates the
-   sphere-sphere geometry and the linear elastic-frictional law (``materials.contact``) and
-   stores the force on ``i`` and the overlap;
-2. every particle sums the forces and moments of its list entries in list order (owner entries
-   directly, the others through their mirror), so there are no atomics and the sums are
-   bit-reproducible.
+   sphere-sphere geometry and the linear elastic-frictional law (``materials.contact``), keeps
+   the contact state, and writes what the contact adds to each of its two particles (force and
+   moment) into its own slot and into its partner's slot (each slot has one writer);
+2. every particle sums its slots in list order (:meth:`ContactForces.gather`), so there are no
+   atomics and the sums are bit-reproducible.
 """
 import taichi as ti
 
@@ -54,43 +54,49 @@ class ContactForces:
             self.lists.c_n[c, i, e] = n
             self.lists.c_active[c, i, e] = 1
             self.lists.c_pen[c, i, e] = un
-            self.lists.c_force[c, i, e] = -(fn * n + fs)
+            fi = -(fn * n + fs)
+            self.lists.c_force[c, i, e] = fi
+            q = self.lists.nb_mirror[c, i, e]
+            self.lists.g_force[c, i, e] = fi
+            self.lists.g_torque[c, i, e] = (ri - 0.5 * un) * law.cross_nf(n, fi)
+            self.lists.g_force[c, j, q] = -fi
+            self.lists.g_torque[c, j, q] = (rj - 0.5 * un) * law.cross_nf(n, fi)
         else:
             self.lists.c_fs[c, i, e] = ti.Vector.zero(self.cells.real, dim)
             self.lists.c_active[c, i, e] = 0
             self.lists.c_pen[c, i, e] = 0.0
             self.lists.c_force[c, i, e] = ti.Vector.zero(self.cells.real, dim)
+            q = self.lists.nb_mirror[c, i, e]
+            self.lists.g_force[c, i, e] = ti.Vector.zero(self.cells.real, dim)
+            self.lists.g_torque[c, i, e] = ti.Vector.zero(self.cells.real, self.cells.rdim)
+            self.lists.g_force[c, j, q] = ti.Vector.zero(self.cells.real, dim)
+            self.lists.g_torque[c, j, q] = ti.Vector.zero(self.cells.real, self.cells.rdim)
 
     @ti.kernel
     def compute(self):
         """Contact forces and their per-particle sums (see the module docstring)."""
-        self.forces()
+        self.law()
+        for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
+            if self.cells.active[c] != 0 and i < self.cells.npart[c]:
+                f, t = self.gather(c, i)
+                self.cells.force[c, i] = f
+                self.cells.torque[c, i] = t
 
     @ti.func
-    def forces(self):
-        dim = ti.static(self.cells.dim)
+    def law(self):
+        """The contact law of every owner entry, one parallel loop over the particles."""
         for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
             if self.cells.active[c] != 0 and i < self.cells.npart[c]:
                 for e in range(self.lists.nb_count[c, i]):
                     if i < self.lists.nb_j[c, i, e]:
                         self._owner_entry(c, i, e)
-        for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
-            if self.cells.active[c] != 0 and i < self.cells.npart[c]:
-                f = ti.Vector.zero(self.cells.real, dim)
-                t = ti.Vector.zero(self.cells.real, self.cells.rdim)
-                ri = self.cells.radius[c, i]
-                for e in range(self.lists.nb_count[c, i]):
-                    j = self.lists.nb_j[c, i, e]
-                    if i < j:
-                        if self.lists.c_active[c, i, e] != 0:
-                            fi = self.lists.c_force[c, i, e]
-                            f += fi
-                            t += (ri - 0.5 * self.lists.c_pen[c, i, e]) * law.cross_nf(self.lists.c_n[c, i, e], fi)
-                    else:
-                        q = self.lists.nb_mirror[c, i, e]
-                        if q >= 0 and self.lists.c_active[c, j, ti.max(q, 0)] != 0:
-                            fo = self.lists.c_force[c, j, q]
-                            f -= fo
-                            t += (ri - 0.5 * self.lists.c_pen[c, j, q]) * law.cross_nf(self.lists.c_n[c, j, q], fo)
-                self.cells.force[c, i] = f
-                self.cells.torque[c, i] = t
+
+    @ti.func
+    def gather(self, c, i):
+        """Force and moment on particle ``i``: its entries' contributions summed in list order."""
+        f = ti.Vector.zero(self.cells.real, self.cells.dim)
+        t = ti.Vector.zero(self.cells.real, self.cells.rdim)
+        for e in range(self.lists.nb_count[c, i]):
+            f += self.lists.g_force[c, i, e]
+            t += self.lists.g_torque[c, i, e]
+        return f, t

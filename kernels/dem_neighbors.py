@@ -71,6 +71,9 @@ class VerletLists:
         self.c_active = ti.field(ti.i32, shape=sh3)
         self.c_force = ti.Vector.field(dim, real, shape=sh3)   # force on i (the owner)
         self.c_pen = ti.field(real, shape=sh3)
+        # what each entry adds to its particle this step (written by the contact's owner)
+        self.g_force = ti.Vector.field(dim, real, shape=sh3)
+        self.g_torque = ti.Vector.field(self.cells.rdim, real, shape=sh3)
         # previous lists, used during a rebuild to carry the contact state over
         self.o_count = ti.field(ti.i32, shape=(nc, npm))
         self.o_j = ti.field(ti.i32, shape=sh3)
@@ -90,7 +93,6 @@ class VerletLists:
         self.skin = ti.field(real, shape=nc)
         self.rmax = ti.field(real, shape=nc)
         self.need = ti.field(ti.i32, shape=nc)
-        self.dh_reach = ti.field(real, shape=nc)          # ||(h - h_ref) h_ref^-1|| (2 r_max + skin)
         self.n_rebuilds = ti.field(ti.i32, shape=nc)
         self.overflow = ti.field(ti.i32, shape=3)
         # cell flipping during a rebuild: M, M^-1 of this rebuild, whether the cell flips, and
@@ -120,23 +122,24 @@ class VerletLists:
 
     @ti.func
     def flag_cells(self):
-        """The skin criterion, as two parallel loops (called at the end of a step's kernel).
+        """The skin criterion, one parallel loop over the particles (:meth:`flag_particle`).
 
         ``2 max_i d_i + dh >= skin`` holds exactly when some particle has ``2 d_i + dh >= skin``,
         so each particle sets its cell's flag by a plain store (all writers store 1): no per-cell
-        maximum, no atomics.
+        maximum, no atomics. A step runs it inside its particle pass.
         """
-        for c in range(self.cells.n_cells):
-            if self.cells.active[c] != 0:
-                dh = (self.cells.h[c] - self.h_ref[c]) @ self.h_ref[c].inverse()
-                self.dh_reach[c] = dh.norm() * (2.0 * self.rmax[c] + self.skin[c])
-                if self.dh_reach[c] >= self.skin[c]:
-                    self.need[c] = 1
         for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
             if self.cells.active[c] != 0 and i < self.cells.npart[c]:
-                d = self.cells.h[c] @ (self.cells.s[c, i] - self.s_ref[c, i])
-                if 2.0 * d.norm() + self.dh_reach[c] >= self.skin[c]:
-                    self.need[c] = 1
+                self.flag_particle(c, i, self.cells.h[c], self.cells.s[c, i])
+
+    @ti.func
+    def flag_particle(self, c, i, h, s):
+        """Flag cell ``c`` if particle ``i`` at ``s`` in cell ``h`` breaks the skin criterion."""
+        dh = (h - self.h_ref[c]) @ self.h_ref[c].inverse()
+        reach = 2.0 * self.rmax[c] + self.skin[c]
+        d = h @ (s - self.s_ref[c, i])
+        if 2.0 * d.norm() + dh.norm() * reach >= self.skin[c]:
+            self.need[c] = 1
 
     @ti.func
     def _branch(self, c, i, j, k):
@@ -454,7 +457,9 @@ class VerletLists:
 
     @ti.func
     def _link_mirror(self, c, i, e):
-        """Non-owner entry (i > j): index of its partner entry (j: i, -k) into ``nb_mirror`` (-1: none).
+        """Non-owner entry (i > j) and its partner, the owner entry (j: i, -k): each gets the index of
+        the other in ``nb_mirror`` (-1: none; the owner writes the contact's force into its
+        partner's slot).
 
         Returns 1 for a non-owner entry without a partner, else 0.
         """
@@ -469,7 +474,16 @@ class VerletLists:
             self.nb_mirror[c, i, e] = found
             if found < 0:
                 unpaired = 1
+            else:
+                self.nb_mirror[c, j, found] = e
         return unpaired
+
+    @ti.kernel
+    def relink(self):
+        """Mirror pointers of every entry from the lists (after restoring a snapshot)."""
+        for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
+            for e in range(self.nb_count[c, i]):
+                self._link_mirror(c, i, e)
 
     def update(self):
         """Check the skin criterion and rebuild the lists of the cells that need it."""

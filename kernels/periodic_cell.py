@@ -21,10 +21,11 @@ one kernel launch per step:
 
 1. neighbour lists: rebuild of the cells flagged by the skin check (particles wrapped into the
    cell);
-2. contact forces at the current positions and cell ``h``, gathered per particle;
-3. per particle: ``a = F/m`` damped with the fluctuation velocity (``cundallDamp2nd``),
-   ``w += dt a``, ``omega += dt alpha``, ``s += dt h^-1 w``;
-4. per cell: ``h += dt L h``; then the skin check flags the cells to rebuild at the next step.
+2. contact law at the current positions and cell ``h`` (:mod:`kernels.dem_contacts`);
+3. per particle, one pass: its contact forces gathered, ``a = F/m`` damped with the fluctuation
+   velocity (``cundallDamp2nd``), ``w += dt a``, ``omega += dt alpha``, ``s += dt h^-1 w``, and
+   the skin check against the cell of step 4, which flags the cells to rebuild next step;
+4. per cell: ``h += dt L h``.
 
 Cell flipping: at a rebuild during :meth:`PeriodicCells.step` a cell whose vectors can be made
 more orthogonal is replaced by the equivalent cell ``h' = h M`` (``M`` integer, det 1; see
@@ -76,7 +77,6 @@ class PeriodicCells:
         self.active = ti.field(ti.i32, shape=nc)
         self.steps = ti.field(ti.i32, shape=nc)
         self.h = ti.Matrix.field(dim, dim, real, shape=nc)
-        self.hinv = ti.Matrix.field(dim, dim, real, shape=nc)      # h^-1 during a step
         self.L = ti.Matrix.field(dim, dim, real, shape=nc)
         self.dt = ti.field(real, shape=nc)
         self.young = ti.field(real, shape=nc)
@@ -282,27 +282,41 @@ class PeriodicCells:
     @ti.kernel
     def _step(self):
         self.lists.rebuild_flagged(1)
-        self.contacts.forces()
-        self._integrate()
-        self.lists.flag_cells()
+        self.contacts.law()
+        self._advance_particles()
+        self._advance_cells()
 
     @ti.func
-    def _integrate(self):
-        """Damped Newton update of w, omega and s (h^-1 once per cell), then h += dt L h."""
-        for c in range(self.n_cells):
-            self.hinv[c] = self.h[c].inverse()
+    def _advance_particles(self):
+        """Per particle, one pass: gather its contact forces, the damped Newton update of w, omega
+        and s, and the skin check against the cell as it will be after this step."""
         for c, i in ti.ndrange(self.n_cells, self.max_p):
             if self.active[c] != 0 and i < self.npart[c]:
+                f, t = self.contacts.gather(c, i)
+                self.force[c, i] = f
+                self.torque[c, i] = t
                 dt = self.dt[c]
                 damp = self.damping[c]
-                a = law.cundall_damp(self.force[c, i] / self.mass[c, i], self.w[c, i], damp, dt)
-                self.w[c, i] += dt * a
-                alpha = law.cundall_damp(self.torque[c, i] / self.inertia[c, i], self.omega[c, i], damp, dt)
+                a = law.cundall_damp(f / self.mass[c, i], self.w[c, i], damp, dt)
+                w = self.w[c, i] + dt * a
+                alpha = law.cundall_damp(t / self.inertia[c, i], self.omega[c, i], damp, dt)
                 self.omega[c, i] += dt * alpha
-                self.s[c, i] += dt * (self.hinv[c] @ self.w[c, i])
+                h = self.h[c]
+                s = self.s[c, i] + dt * (h.inverse() @ w)
+                self.w[c, i] = w
+                self.s[c, i] = s
+                self.lists.flag_particle(c, i, self._next_h(c), s)
+
+    @ti.func
+    def _next_h(self, c):
+        """The cell after this step: ``h + dt L h``."""
+        return self.h[c] + self.dt[c] * (self.L[c] @ self.h[c])
+
+    @ti.func
+    def _advance_cells(self):
         for c in range(self.n_cells):
             if self.active[c] != 0:
-                self.h[c] += self.dt[c] * (self.L[c] @ self.h[c])
+                self.h[c] = self._next_h(c)
                 self.steps[c] = self.steps[c] + 1
 
     # ------------------------------------------------------------------ measurements
@@ -473,3 +487,4 @@ class PeriodicCells:
                "n_flips": np.zeros(self.n_cells, np.int32), "flip_auto": np.ones(self.n_cells, np.int32)}
         for k, f in self.state_fields().items():
             f.from_numpy(d[k] if k in d else old[k])
+        self.lists.relink()

@@ -34,9 +34,13 @@ def _energy(cells) -> float:
 @pytest.mark.parametrize("dim", [2, 3])
 def test_energy_is_conserved_without_damping_and_friction(ti_runtime, dim):
     """Frictionless, undamped packing released from its consolidated state: the stored contact
-    energy turns into motion and back; total energy stays within 2 % over 4000 steps and the
-    error falls by about four when dt is halved (second-order leapfrog). Measured: 2D 0.92 % ->
-    0.17 %, 3D 0.27 % -> 0.05 %; with the default damping 0.1 instead, most of it is gone."""
+    energy turns into motion and back; total energy stays within 2 % over 2000 steps and the
+    error falls by about four when dt is halved (second-order leapfrog). Measured: 2D 0.57 % ->
+    0.16 %, 3D 0.24 % -> 0.05 %; with the default damping 0.1 instead, most of it is gone.
+
+    The window is 2000 steps because the motion is chaotic: over 4000 steps the runs with dt and
+    dt/2 no longer follow the same trajectory, and round-off alone (a list rebuild a step earlier)
+    moved the 2D ratio between 5.3 and 1.6."""
     from kernels import packing as kpacking
     from kernels.packing import load_packing
 
@@ -51,7 +55,7 @@ def test_energy_is_conserved_without_damping_and_friction(ti_runtime, dim):
         cells.tan_phi.fill(0.0)
         cells.dt.from_numpy(dt / refine)
         e = []
-        for _ in range(20):
+        for _ in range(10):
             e.append(_energy(cells))
             cells.step(200 * refine - 1)
         e = np.array(e)
