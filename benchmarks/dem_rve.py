@@ -59,6 +59,8 @@ def main(argv=None):
     ap.add_argument("--cells", type=int, default=4)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--packing", default=None, help="packing .npz (default: the shipped paper-size one)")
+    ap.add_argument("--max-contacts", type=int, default=None,
+                    help="neighbour-list capacity per particle (default: 16 in 2D, 32 in 3D)")
     ap.add_argument("--threads", type=int, default=None,
                     help="Taichi CPU threads (cpu_max_num_threads); default: Taichi's (all cores)")
     ap.add_argument("--yade", action="store_true", help="also time YADE on one cell of the same packing")
@@ -80,7 +82,7 @@ def main(argv=None):
     packing = Path(a.packing or ROOT / "assets" / "packings" / DEFAULT[a.dim]).resolve()
     p = load_packing(packing)
     t0 = time.perf_counter()
-    cells = kpacking.cells_from_packings([p], a.cells)
+    cells = kpacking.cells_from_packings([p], a.cells, max_contacts=a.max_contacts)
     build = time.perf_counter() - t0
     dt = cells.dt.to_numpy()
     L = np.zeros((a.cells, a.dim, a.dim))
@@ -101,6 +103,7 @@ def main(argv=None):
         "cell_steps_per_s": a.cells * a.steps / wall,
         "particle_steps_per_s": pps,
         "list_rebuilds_per_cell": rebuilds, "build_s": round(build, 3),
+        "max_contacts": cells.lists.K, "mb_per_cell": round(cells.nbytes() / a.cells / 1e6, 3),
         "arch": used, "fp": a.fp, "taichi": ".".join(map(str, ti.__version__)),
         "machine": platform.processor() or platform.machine(),
         "cpu_threads": threads, "wall_s": round(wall, 3),

@@ -426,6 +426,17 @@ class PeriodicCells:
                 "a periodic cell became thinner than 2 r_max + skin along an axis; use more "
                 "particles per cell (max_particles) or less cell distortion")
 
+    def nbytes(self) -> int:
+        """Device memory of every field of the cells and their lists (bytes)."""
+        total = 0
+        for owner in (self, self.lists):
+            for f in vars(owner).values():
+                if isinstance(f, (ti.Field, ti.MatrixField)):
+                    per = int(np.prod(getattr(f, "n", 1) or 1)) * int(np.prod(getattr(f, "m", 1) or 1))
+                    size = 8 if f.dtype in (ti.f64, ti.i64) else 4
+                    total += int(np.prod(f.shape)) * per * size
+        return total
+
     def positions(self) -> np.ndarray:
         """(n_cells, max_particles, dim) positions x = h s (m)."""
         return np.einsum("cab,cpb->cpa", self.h.to_numpy().astype(np.float64),
