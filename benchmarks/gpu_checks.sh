@@ -12,7 +12,7 @@ mkdir -p "$out"
 run() { echo "== $*" | tee -a "$out/log.txt"; "$@" 2>&1 | tee -a "$out/log.txt"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee -a "$out/log.txt"
 # batched cells on the GPU = one cell; FEM patch tests; calibration bridge on CUDA
-run python3 -m pytest -q -p no:cacheprovider --arch cuda tests/unit/test_dem_rve.py tests/unit/test_periodic_cell.py \
+run python3 -m pytest -q -p no:cacheprovider --arch cuda --fp f64 tests/unit/test_dem_rve.py tests/unit/test_periodic_cell.py \
     tests/verification/test_patch.py tests/unit/test_calibrate.py
 run python3 benchmarks/fem_elastic.py --arch cuda --fp f32 --steps 500
 run python3 benchmarks/fem_elastic.py --arch cuda --fp f64 --steps 500
@@ -21,7 +21,10 @@ run python3 benchmarks/dem_rve.py --arch cuda --fp f32 --dim 3 --cells 8192 --st
 # FEM-DEM at paper scale, a few macro steps to extrapolate the wall time of the full runs
 run python3 -m engine.cli run cases/strip_footing.toml --set "material.model='dem'" --set run.steps=10 \
     --arch cuda --fp f32 --no-progress --out /tmp/footing_dem_gpu
+run python3 -m engine.cli run cases/biaxial.toml --set "material.model='dem'" --set run.steps=20 \
+    --arch cuda --fp f32 --no-progress --out /tmp/biaxial_dem_gpu
 run python3 -m engine.cli run cases/ctc.toml --set "material.model='dem'" --set run.steps=3 \
     --arch cuda --fp f32 --no-progress --out /tmp/ctc_dem_gpu
 cp /tmp/footing_dem_gpu/run.json "$out/footing_dem_run.json" 2>/dev/null
 cp /tmp/ctc_dem_gpu/run.json "$out/ctc_dem_run.json" 2>/dev/null
+cp /tmp/biaxial_dem_gpu/run.json "$out/biaxial_dem_run.json" 2>/dev/null

@@ -17,7 +17,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 def pytest_addoption(parser):
     parser.addoption("--arch", default="cpu", help="taichi arch for tests: cpu|cuda|vulkan")
-    parser.addoption("--fp", default="f64", help="default real precision: f64|f32")
+    parser.addoption("--fp", default="auto", help="default real precision: auto|f64|f32 (auto: f64 on cpu, f32 on a GPU)")
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def ti_runtime(request):
     from kernels import runtime
 
     arch = request.config.getoption("--arch")
-    fp = request.config.getoption("--fp")
+    fp = runtime.resolve_fp(arch, request.config.getoption("--fp"))
     if arch != "cpu":
         try:
             runtime.init(arch=arch, fp=fp)
