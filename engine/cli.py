@@ -64,7 +64,7 @@ def run(case_file, overrides, out, arch, fp, progress, gui, field, resume_dir):
         fail(f"interrupted; outputs so far are in {out}", code=130)
     t = info["timings"]
     click.echo(f"{case.name}: {info['steps_done']} steps in {t['total_s']:.1f} s "
-               f"({t['steps_per_s']:.0f} steps/s) -> {out}")
+               f"({t['steps_per_s']:.3g} steps/s) -> {out}")
 
 
 @main.group()

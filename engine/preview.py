@@ -162,7 +162,7 @@ class Preview:
         gui = self.window.get_gui()
         with gui.sub_window("run", 0.01, 0.01, 0.3, 0.22):
             gui.text(f"{model.case.name}: step {step} / {model.case.steps}")
-            gui.text(f"time {step * model.case.dt:.4g} s, {self.rate:.0f} steps/s")
+            gui.text(f"time {step * model.case.dt:.4g} s, {self.rate:.3g} steps/s")
             gui.text(f"field {self.field}: {lo:.4g} .. {hi:.4g}")
             gui.text("keys: f/g field, +/- magnify, RMB camera")
         with gui.sub_window("max", 0.86, 0.06, 0.13, 0.06):

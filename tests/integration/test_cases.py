@@ -1,5 +1,6 @@
 """Every case in cases/ runs a few steps through the CLI and writes the run folder."""
 import json
+import re
 from pathlib import Path
 
 import meshio
@@ -55,6 +56,8 @@ def test_case_runs_and_writes_outputs(case, tmp_path):
     assert info["status"] == "completed" and info["steps_done"] == 6
     assert info["case"]["run"]["steps"] == 6
     assert set(info["timings"]) >= {"setup_s", "loop_s", "output_s", "total_s"}
+    rate = re.search(r"6 steps in [0-9.]+ s \(([0-9.e+-]+) steps/s\)", r.stdout)
+    assert rate and float(rate.group(1)) == pytest.approx(info["timings"]["steps_per_s"], rel=1e-2)
     curves = read_curves(out / "curves.csv")
     assert len(curves["step"]) == 7 and np.all(np.isfinite([v for v in curves.values()]))
     pvd = (out / "fields.pvd").read_text()
