@@ -7,9 +7,9 @@ compares. Tolerances, and why:
 * DEM cells, short path (200 steps under strain, no relaxation): the same f32 operations on both
   backends up to contraction and library rounding; stresses agree to 4 Pa (disks) and 27 Pa
   (spheres) of 100 kPa, positions to 1e-7 m (measured); 50 Pa and 1e-6 m are allowed.
-* DEM cells, long path (3 increments of 2e-4, each relaxed for up to 3000 steps): a cell is
+* DEM cells, long path (2 increments of 2e-4, each relaxed for up to 2000 steps): a cell is
   chaotic (contacts open and close at thresholds) and f32 rounding alone moves the stress by 200
-  to 480 Pa from the f64 result (CPU f32 against CPU f64, measured), so Vulkan f32 must be as
+  to 550 Pa from the f64 result (CPU f32 against CPU f64, measured), so Vulkan f32 must be as
   close to the f64 result as the CPU's f32 is (3 times its error, plus 10 Pa).
 * f32 element tests: smooth in the inputs; agree to about 1e-6 (measured on CSUH CTC); 1e-4 is
   allowed, 1e-3 for the calibration bridge's gradient (sums of many f32 products).
@@ -71,14 +71,14 @@ def _dem_short(packing: str):
 
 
 def _dem_path(packing: str):
-    """Three strain increments, each relaxed to equilibrium (up to 3000 steps): stress (Pa)."""
+    """Two strain increments, each relaxed to equilibrium (up to 2000 steps): stress (Pa)."""
     from engine.rve import drive_increments
     from kernels.packing import load_packing
     from kernels.rve_batch import RVEBatch
 
     p = load_packing(f"assets/packings/{packing}")
-    batch = RVEBatch([p], 2, p.dim, steps_per_increment=100, tol=1e-3, cap=3000)
-    inc = np.zeros((2, 3, p.dim, p.dim))
+    batch = RVEBatch([p], 2, p.dim, steps_per_increment=100, tol=1e-3, cap=2000)
+    inc = np.zeros((2, 2, p.dim, p.dim))
     inc[:, :, -1, -1] = -2e-4
     inc[1, :, 0, 1] = inc[1, :, 1, 0] = 1e-4
     res = drive_increments(batch, inc)
@@ -103,7 +103,7 @@ def test_relaxed_dem_path_is_as_close_to_f64_as_the_cpu(packing):
     ref = on("cpu", "f64", lambda: _dem_path(packing))
     err_cpu = np.abs(on("cpu", "f32", lambda: _dem_path(packing)) - ref).max()
     err_vk = np.abs(on("vulkan", "f32", lambda: _dem_path(packing)) - ref).max()
-    assert err_vk <= 3 * err_cpu + 1e-4 * 1e5                     # measured 176 vs 204 Pa, 301 vs 482 Pa
+    assert err_vk <= 3 * err_cpu + 1e-4 * 1e5                     # measured 176 vs 204 Pa, 435 vs 553 Pa
 
 
 @needs_vulkan
