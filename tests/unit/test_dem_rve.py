@@ -90,6 +90,27 @@ def test_cap_hit_is_reported(ti_runtime, caplog):
     assert np.all(batch.unbalanced > 1e-12)
 
 
+def test_cell_without_contacts_stops_the_run(ti_runtime):
+    """A 20 % expansion increment in one of two cells leaves it without contacts: its zero stress
+    is reported by check(), naming the Gauss point and element; the other cell is fine."""
+    from kernels.packing import load_packing
+    from kernels.rve_batch import RVEBatch
+
+    batch = RVEBatch([load_packing(PACKINGS / SMALL[2])], 2, 2, steps_per_increment=10, tol=1e-3, cap=50)
+    batch.points_per_element = 3
+    assert batch.check(0) == "" and np.all(batch.contacts > 64)
+    deps, sig = _fields(2, ti_runtime.real())
+    d = np.zeros((2, 3, 3))
+    d[1, 0, 0] = d[1, 1, 1] = 0.2
+    deps.from_numpy(d.astype(ti_runtime.np_real()))
+    batch.on_cap = "warn"
+    batch.update(deps, sig)
+    assert list(batch.lost_contacts()) == [1] and batch.contacts[0] > 64
+    assert np.all(sig.to_numpy()[1] == 0.0)
+    msg = batch.check(7)
+    assert msg.startswith("step 7: 1 RVE cell(s) lost every contact, first at Gauss point 1 (element 0)")
+
+
 def test_initial_stress_and_wave_modulus(ti_runtime):
     from kernels.packing import load_packing
     from kernels.rve_batch import RVEBatch
