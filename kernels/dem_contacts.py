@@ -76,6 +76,7 @@ class ContactForces:
     def compute(self):
         """Contact forces and their per-particle sums (see the module docstring)."""
         self.law()
+        ti.loop_config(serialize=self.cells.serial)
         for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
             if self.cells.active[c] != 0 and i < self.cells.npart[c]:
                 f, t = self.gather(c, i)
@@ -85,6 +86,7 @@ class ContactForces:
     @ti.func
     def law(self):
         """The contact law of every owner entry, one parallel loop over the particles."""
+        ti.loop_config(serialize=self.cells.serial)
         for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
             if self.cells.active[c] != 0 and i < self.cells.npart[c]:
                 for e in range(self.lists.nb_count[c, i]):

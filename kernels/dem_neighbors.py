@@ -128,6 +128,7 @@ class VerletLists:
         so each particle sets its cell's flag by a plain store (all writers store 1): no per-cell
         maximum, no atomics. A step runs it inside its particle pass.
         """
+        ti.loop_config(serialize=self.cells.serial)
         for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
             if self.cells.active[c] != 0 and i < self.cells.npart[c]:
                 self.flag_particle(c, i, self.cells.h[c], self.cells.s[c, i])
@@ -208,12 +209,14 @@ class VerletLists:
         """
         npm = ti.static(self.cells.max_p)
         # 0. flip: h' = h M (cell-wise), decided here
+        ti.loop_config(serialize=self.cells.serial)
         for c in range(self.cells.n_cells):
             if self.need[c] != 0:
                 self._decide_flip(c, auto_flip)
                 if self.flipped[c] != 0:
                     self._apply_flip(c)
         # 1. keep the old lists (images in the flipped basis: k' = M^-1 k); 2. wrap the particles
+        ti.loop_config(serialize=self.cells.serial)
         for c, i in ti.ndrange(self.cells.n_cells, npm):
             if self.need[c] != 0:
                 self.o_count[c, i] = self.nb_count[c, i]
@@ -222,10 +225,12 @@ class VerletLists:
                 if i < self.cells.npart[c]:
                     self._wrap_particle(c, i)
         # 3. bins, filled serially per cell in particle order (deterministic)
+        ti.loop_config(serialize=self.cells.serial)
         for c in range(self.cells.n_cells):
             if self.need[c] != 0:
                 self._fill_bins(c)
         # 4. search the neighbouring bins; carry the owner's contact state over
+        ti.loop_config(serialize=self.cells.serial)
         for c, i in ti.ndrange(self.cells.n_cells, npm):
             if self.need[c] != 0 and i < self.cells.npart[c]:
                 nb = self.nbins[c]
@@ -234,6 +239,7 @@ class VerletLists:
                 self.nb_count[c, i] = n
                 self._carry_contact_state(c, i, n)
         # 5. mirror pointers of the non-owner entries
+        ti.loop_config(serialize=self.cells.serial)
         for c, i in ti.ndrange(self.cells.n_cells, npm):
             if self.need[c] != 0:
                 unpaired = 0
@@ -242,6 +248,7 @@ class VerletLists:
                 if unpaired > 0:
                     self.overflow[OVERFLOW_MIRROR] += unpaired
         # 6. done
+        ti.loop_config(serialize=self.cells.serial)
         for c in range(self.cells.n_cells):
             if self.need[c] != 0:
                 self.n_rebuilds[c] = self.n_rebuilds[c] + 1

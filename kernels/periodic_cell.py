@@ -45,6 +45,11 @@ from kernels.dem_neighbors import OVERFLOW_LIST, OVERFLOW_MIRROR, OVERFLOW_THIN,
 from materials import contact as law
 
 BIG = 1e30  # unbalanced-force ratio of a cell without contacts
+# On the CPU a batch of at most this many particle slots runs its loops on one thread: a parallel
+# loop costs a thread-pool round trip (measured 5-60 us per loop on the 2-core VM), more than the
+# work of a small batch (about 0.1 us per particle-step). Bit-identity with the parallel loops
+# needs Taichi's fast_math off on the CPU (kernels.runtime.init).
+SERIAL_SLOTS = 4096
 
 
 class CapacityError(RuntimeError):
@@ -72,6 +77,7 @@ class PeriodicCells:
         self.rdim = 1 if dim == 2 else 3
         self.n_cells = int(n_cells)
         self.max_p = int(max_particles)
+        self.serial = runtime.arch_name() == "x64" and self.n_cells * self.max_p <= SERIAL_SLOTS
         nc, npm, real = self.n_cells, self.max_p, self.real
         self.npart = ti.field(ti.i32, shape=nc)
         self.active = ti.field(ti.i32, shape=nc)
@@ -290,6 +296,7 @@ class PeriodicCells:
     def _advance_particles(self):
         """Per particle, one pass: gather its contact forces, the damped Newton update of w, omega
         and s, and the skin check against the cell as it will be after this step."""
+        ti.loop_config(serialize=self.serial)
         for c, i in ti.ndrange(self.n_cells, self.max_p):
             if self.active[c] != 0 and i < self.npart[c]:
                 f, t = self.contacts.gather(c, i)
@@ -314,6 +321,7 @@ class PeriodicCells:
 
     @ti.func
     def _advance_cells(self):
+        ti.loop_config(serialize=self.serial)
         for c in range(self.n_cells):
             if self.active[c] != 0:
                 self.h[c] = self._next_h(c)
@@ -324,6 +332,7 @@ class PeriodicCells:
     def measure(self):
         """Love-Weber stress (tension positive, Pa) and YADE's unbalanced-force ratio of the active
         cells (an inactive cell has not moved since it was last measured)."""
+        ti.loop_config(serialize=self.serial)
         for c, i in ti.ndrange(self.n_cells, self.max_p):
             sig = ti.Matrix.zero(self.real, self.dim, self.dim)
             fc = 0.0
@@ -341,6 +350,7 @@ class PeriodicCells:
             self.p_stress[c, i] = sig
             self.p_fc[c, i] = fc
             self.p_nc[c, i] = ncon
+        ti.loop_config(serialize=self.serial)
         for c in range(self.n_cells):
             if self.active[c] != 0:
                 self._sum_measures(c)
@@ -370,6 +380,7 @@ class PeriodicCells:
     def measure_voigt(self):
         """``voigt[c]_a = (1/V) sum l^2 (kn n_a^4 + ks n_a^2 (1 - n_a^2))`` over the active contacts
         (Pa): per-particle sums over its owner entries, then per cell in particle order."""
+        ti.loop_config(serialize=self.serial)
         for c, i in ti.ndrange(self.n_cells, self.max_p):
             m = ti.Vector.zero(self.real, self.dim)
             if i < self.npart[c]:
@@ -385,6 +396,7 @@ class PeriodicCells:
                             n2 = n[a] * n[a]
                             m[a] += l * l * (kn * n2 * n2 + ks * n2 * (1.0 - n2))
             self.p_voigt[c, i] = m
+        ti.loop_config(serialize=self.serial)
         for c in range(self.n_cells):
             acc = ti.Vector.zero(self.real, self.dim)
             for i in range(self.npart[c]):

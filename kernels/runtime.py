@@ -56,6 +56,10 @@ def init(arch: str = "cpu", fp: str = "f64", debug: bool = False, **kwargs) -> s
     ti.reset()
     if "TI_OFFLINE_CACHE" not in os.environ:          # the environment may switch the cache off (tests)
         kwargs.setdefault("offline_cache", True)
+    if arch == "cpu":
+        # fast math lets LLVM reassociate sums in a serial loop (kernels.periodic_cell.SERIAL_SLOTS),
+        # so two copies of a cell would differ by round-off; off, a batch equals each cell alone
+        kwargs.setdefault("fast_math", False)
     ti.init(arch=target, default_fp=ti.f64 if fp == "f64" else ti.f32,
             default_ip=ti.i32, debug=debug, log_level=ti.WARN, **kwargs)
     used = str(ti.lang.impl.current_cfg().arch).split(".")[-1]
