@@ -14,10 +14,6 @@ from engine.cli_common import arch_option, fail, fp_option, start_backend
 log = logging.getLogger(__name__)
 
 
-def _init(arch: str, fp: str):
-    return start_backend(arch, fp)
-
-
 def _guard(fn):
     """Run ``fn``; expected errors become one line on stderr and exit status 2."""
     from kernels.packing import PackingError
@@ -71,7 +67,7 @@ def make(dim, n, dmin, dmax, p0, seed, young, poisson, friction, consolidation_f
     for name, v in (("--poisson", poisson), ("--friction", friction), ("--damping", damping)):
         if not v >= 0:
             fail(f"{name} must be >= 0, got {v}")
-    _init(arch, fp)
+    start_backend(arch, fp)
     t0 = time.perf_counter()
 
     def run():
@@ -177,7 +173,7 @@ def strain(packing, strain, steps_per_increment, tol, cap, copies, out, arch, fp
         return ps, inc.astype(np.float64)
 
     ps, inc = _guard(inputs)
-    _init(arch, fp)
+    start_backend(arch, fp)
 
     def run():
         n = len(ps) * copies
@@ -240,7 +236,7 @@ def triax(packing, axial_strain, rate, p0, out, copies, arch, fp):
         return _load_packings(packing)
 
     ps = _guard(inputs)
-    _init(arch, fp)
+    start_backend(arch, fp)
 
     def run():
         t0 = time.perf_counter()

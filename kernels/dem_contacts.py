@@ -35,12 +35,17 @@ class ContactForces:
         ri = self.cells.radius[c, i]
         rj = self.cells.radius[c, j]
         un = ri + rj - dist
+        fi = ti.Vector.zero(self.cells.real, dim)                      # force on i
+        mi = ti.Vector.zero(self.cells.real, self.cells.rdim)             # moment on i
+        mj = ti.Vector.zero(self.cells.real, self.cells.rdim)             # moment on j
+        fs = ti.Vector.zero(self.cells.real, dim)
+        active = 0
+        pen = 0.0
         if un > 0.0:
             n = l / dist
             dt = self.cells.dt[c]
             wi = self.cells.omega[c, i]
             wj = self.cells.omega[c, j]
-            fs = ti.Vector.zero(self.cells.real, dim)
             if self.lists.c_active[c, i, e] != 0:
                 fs = law.rotate_shear(self.lists.c_fs[c, i, e], self.lists.c_n[c, i, e], n, wi, wj, dt)
             # total relative velocity of the image of j w.r.t. i: v = w + L x
@@ -50,27 +55,20 @@ class ContactForces:
             fs -= ks * du
             fn = kn * un
             fs = law.coulomb(fs, fn, self.cells.tan_phi[c])
-            self.lists.c_fs[c, i, e] = fs
             self.lists.c_n[c, i, e] = n
-            self.lists.c_active[c, i, e] = 1
-            self.lists.c_pen[c, i, e] = un
+            active, pen = 1, un
             fi = -(fn * n + fs)
-            self.lists.c_force[c, i, e] = fi
-            q = self.lists.nb_mirror[c, i, e]
-            self.lists.g_force[c, i, e] = fi
-            self.lists.g_torque[c, i, e] = (ri - 0.5 * un) * law.cross_nf(n, fi)
-            self.lists.g_force[c, j, q] = -fi
-            self.lists.g_torque[c, j, q] = (rj - 0.5 * un) * law.cross_nf(n, fi)
-        else:
-            self.lists.c_fs[c, i, e] = ti.Vector.zero(self.cells.real, dim)
-            self.lists.c_active[c, i, e] = 0
-            self.lists.c_pen[c, i, e] = 0.0
-            self.lists.c_force[c, i, e] = ti.Vector.zero(self.cells.real, dim)
-            q = self.lists.nb_mirror[c, i, e]
-            self.lists.g_force[c, i, e] = ti.Vector.zero(self.cells.real, dim)
-            self.lists.g_torque[c, i, e] = ti.Vector.zero(self.cells.real, self.cells.rdim)
-            self.lists.g_force[c, j, q] = ti.Vector.zero(self.cells.real, dim)
-            self.lists.g_torque[c, j, q] = ti.Vector.zero(self.cells.real, self.cells.rdim)
+            mi = (ri - 0.5 * un) * law.cross_nf(n, fi)
+            mj = (rj - 0.5 * un) * law.cross_nf(n, fi)
+        self.lists.c_fs[c, i, e] = fs
+        self.lists.c_active[c, i, e] = active
+        self.lists.c_pen[c, i, e] = pen
+        self.lists.c_force[c, i, e] = fi
+        q = self.lists.nb_mirror[c, i, e]
+        self.lists.g_force[c, i, e] = fi
+        self.lists.g_torque[c, i, e] = mi
+        self.lists.g_force[c, j, q] = -fi
+        self.lists.g_torque[c, j, q] = mj
 
     @ti.kernel
     def compute(self):

@@ -47,8 +47,8 @@ from materials import contact as law
 BIG = 1e30  # unbalanced-force ratio of a cell without contacts
 # On the CPU a batch of at most this many particle slots runs its loops on one thread: a parallel
 # loop costs a thread-pool round trip (measured 5-60 us per loop on the 2-core VM), more than the
-# work of a small batch (about 0.1 us per particle-step). Bit-identity with the parallel loops
-# needs Taichi's fast_math off on the CPU (kernels.runtime.init).
+# work of a small batch (about 0.1 us per particle-step). Only where the serial loops give the
+# parallel ones' bits (kernels.runtime.exact_serial_loops).
 SERIAL_SLOTS = 4096
 
 
@@ -77,7 +77,7 @@ class PeriodicCells:
         self.rdim = 1 if dim == 2 else 3
         self.n_cells = int(n_cells)
         self.max_p = int(max_particles)
-        self.serial = runtime.arch_name() == "x64" and self.n_cells * self.max_p <= SERIAL_SLOTS
+        self.serial = runtime.exact_serial_loops() and self.n_cells * self.max_p <= SERIAL_SLOTS
         nc, npm, real = self.n_cells, self.max_p, self.real
         self.npart = ti.field(ti.i32, shape=nc)
         self.active = ti.field(ti.i32, shape=nc)
@@ -443,10 +443,9 @@ class PeriodicCells:
         total = 0
         for owner in (self, self.lists):
             for f in vars(owner).values():
-                if isinstance(f, (ti.Field, ti.MatrixField)):
-                    per = int(np.prod(getattr(f, "n", 1) or 1)) * int(np.prod(getattr(f, "m", 1) or 1))
-                    size = 8 if f.dtype in (ti.f64, ti.i64) else 4
-                    total += int(np.prod(f.shape)) * per * size
+                if isinstance(f, ti.Field):
+                    entries = int(np.prod(f.shape)) * getattr(f, "n", 1) * getattr(f, "m", 1)
+                    total += entries * (8 if f.dtype in (ti.f64, ti.i64) else 4)
         return total
 
     def positions(self) -> np.ndarray:

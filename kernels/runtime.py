@@ -14,7 +14,7 @@ ARCHS = ("cpu", "cuda", "vulkan", "auto")
 PRECISIONS = ("f32", "f64")
 FP_CHOICES = ("auto",) + PRECISIONS    # auto: f64 on the CPU, f32 on a GPU
 
-_state = {"arch": None, "fp": None}
+_state = {"arch": None, "fp": None, "fast_math": True}
 
 
 class BackendError(ValueError):
@@ -66,7 +66,7 @@ def init(arch: str = "cpu", fp: str = "f64", debug: bool = False, **kwargs) -> s
     if used == "vulkan" and fp == "f64":
         ti.reset()
         raise BackendError(VULKAN_F64)
-    _state.update(arch=used, fp=fp)
+    _state.update(arch=used, fp=fp, fast_math=kwargs.get("fast_math", True))
     return used
 
 
@@ -96,10 +96,16 @@ def reset() -> None:
     import taichi as ti
 
     ti.reset()
-    _state.update(arch=None, fp=None)
+    _state.update(arch=None, fp=None, fast_math=True)
 
 
 def precision() -> str | None:
     """Default real precision chosen at :func:`init` (``"f32"`` or ``"f64"``), or None before it."""
     return _state["fp"]
 
+
+
+def exact_serial_loops() -> bool:
+    """Whether a serialized loop gives the same bits as the parallel one: on the CPU with fast math
+    off (with it, LLVM may reassociate the sums of a serial loop)."""
+    return _state["arch"] == "x64" and not _state["fast_math"]

@@ -26,20 +26,17 @@ from helpers import engine
 pytestmark = pytest.mark.vulkan
 
 
-def _vulkan_reason():
+@pytest.fixture(scope="module", autouse=True)
+def vulkan_device():
+    """Skip the module, naming why, on a machine without a Vulkan driver (checked when it runs)."""
     from kernels import runtime
 
     try:
         runtime.init(arch="vulkan", fp="f32")
     except Exception as exc:  # noqa: BLE001 - depends on the machine
-        return f"no Vulkan device ({exc}); apt-get install -y mesa-vulkan-drivers"
+        pytest.skip(f"no Vulkan device ({exc}); apt-get install -y mesa-vulkan-drivers")
     finally:
         runtime.reset()
-    return None
-
-
-_REASON = _vulkan_reason()
-needs_vulkan = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 
 
 def on(arch: str, fp: str, fn):
@@ -86,7 +83,6 @@ def _dem_path(packing: str):
     return res["stress"]
 
 
-@needs_vulkan
 @pytest.mark.parametrize("packing", ["disks64_100kPa.npz", "spheres64_100kPa.npz"])
 def test_dem_cells_match_cpu(packing):
     cpu, x_cpu, n_cpu = on("cpu", "f32", lambda: _dem_short(packing))
@@ -97,7 +93,6 @@ def test_dem_cells_match_cpu(packing):
     assert np.abs(x_vk - x_cpu).max() <= 1e-6                     # m; measured 1e-7
 
 
-@needs_vulkan
 @pytest.mark.parametrize("packing", ["disks64_100kPa.npz", "spheres64_100kPa.npz"])
 def test_relaxed_dem_path_is_as_close_to_f64_as_the_cpu(packing):
     ref = on("cpu", "f64", lambda: _dem_path(packing))
@@ -106,7 +101,6 @@ def test_relaxed_dem_path_is_as_close_to_f64_as_the_cpu(packing):
     assert err_vk <= 3 * err_cpu + 1e-4 * 1e5                     # measured 176 vs 204 Pa, 435 vs 553 Pa
 
 
-@needs_vulkan
 @pytest.mark.parametrize("case, steps", [("biaxial.toml", 40), ("verification/patch3d.toml", 40)])
 def test_fem_steps_match_cpu(tmp_path, case, steps):
     out = {}
@@ -130,7 +124,6 @@ def _element(model):
     return np.stack([cols["p"], cols["q"], cols["eps_v"]])
 
 
-@needs_vulkan
 @pytest.mark.parametrize("model", ["csuh", "mcc", "ime", "elastic"])
 def test_element_tests_match_cpu(model):
     cpu = on("cpu", "f32", lambda: _element(model))
@@ -155,7 +148,6 @@ def _bridge():
     return y.detach().numpy(), phi.grad.numpy()
 
 
-@needs_vulkan
 def test_bridge_forward_and_gradient_match_cpu():
     pytest.importorskip("torch")
     y_cpu, g_cpu = on("cpu", "f32", _bridge)
@@ -164,7 +156,6 @@ def test_bridge_forward_and_gradient_match_cpu():
     assert np.abs(g_vk - g_cpu).max() <= 1e-3 * np.abs(g_cpu).max()
 
 
-@needs_vulkan
 @pytest.mark.parametrize("args", [["element", "--model", "csuh", "--out", "{tmp}/o.csv"],
                                   ["run", "cases/cavity.toml", "--out", "{tmp}/o"],
                                   ["rve", "make", "--dim", "2", "--n", "16", "--dmin", "0.01", "--dmax", "0.02",
