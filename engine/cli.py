@@ -201,7 +201,7 @@ def _register_optional():
     import importlib
 
     for module, name in (("engine.element_cli", "element"), ("engine.rve_cli", "rve"),
-                         ("engine.calibrate_cli", "calibrate")):
+                         ("engine.calibrate_cli", "calibrate"), ("engine.study_cli", "study")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
