@@ -22,8 +22,9 @@ from engine.cli_common import arch_option, fail, fp_option
 def study(study_file, out, dry_run, executor, workers, address, arch, fp):
     """Run the study STUDY_FILE (TOML, docs/study.md): FEM-DEM training runs, calibrations, test runs
     with every surrogate, comparisons and report.md. Stages that are done and current are skipped."""
+    from engine.case import CaseError
     from engine.study.plan import describe, make_plan
-    from engine.study.spec import StudyError, load_study
+    from engine.study.spec import load_study
 
     if workers is not None and workers < 1:
         fail(f"--workers {workers}: must be >= 1")
@@ -32,7 +33,7 @@ def study(study_file, out, dry_run, executor, workers, address, arch, fp):
     try:
         spec = load_study(study_file)
         stages = make_plan(spec)
-    except StudyError as exc:
+    except CaseError as exc:
         fail(str(exc))
     for line in describe(stages, out):
         click.echo(line)
