@@ -35,6 +35,12 @@ EXPECTED = {
     "lame": (1800, 2200),
     "patch2d": (10, 30),
     "patch3d": (8, 8),
+    # coarse meshes of the studies' quick scale (studies/quick.toml)
+    "strip_footing_coarse": (100, 140),
+    "biaxial_coarse": (60, 110),
+    "retaining_wall_coarse": (90, 120),
+    "cavity_coarse": (110, 150),
+    "ctc_coarse": (16, 16),
 }
 FAILED: list[str] = []
 
@@ -101,11 +107,11 @@ def _finish(out: Path, name: str, dim: int, generate: bool = True) -> tuple[int,
 
 
 # ----------------------------------------------------------------------------- 2D meshes
-def strip_footing(out: Path) -> None:
+def strip_footing(out: Path, name: str = "strip_footing", coarsen: float = 1.0) -> None:
     """4 x 2 m half-domain, rigid footing of half-width 0.3 m at the top-left corner."""
-    _start("strip_footing")
+    _start(name)
     W, H, B = 4.0, 2.0, 0.3
-    h_far, h_foot = 0.27, 0.073
+    h_far, h_foot = 0.27 * coarsen, 0.073 * coarsen
     # counter-clockwise: (0,0) (W,0) (W,H) (B,H) (0,H)
     lines, surf = _polygon(
         [(0, 0), (W, 0), (W, H), (B, H), (0, H)],
@@ -115,32 +121,32 @@ def strip_footing(out: Path) -> None:
     bottom, right, top, footing, left = lines
     _boundary_groups(footing=footing, top=top, bottom=bottom, left=left, right=right)
     _group(2, [surf], "domain")
-    _finish(out, "strip_footing", 2)
+    _finish(out, name, 2)
 
 
-def biaxial(out: Path) -> None:
+def biaxial(out: Path, name: str = "biaxial", coarsen: float = 1.0) -> None:
     """0.05 m wide, 0.1 m high biaxial specimen."""
-    _start("biaxial")
-    W, H, h = 0.05, 0.1, 0.0051
+    _start(name)
+    W, H, h = 0.05, 0.1, 0.0051 * coarsen
     lines, surf = _polygon([(0, 0), (W, 0), (W, H), (0, H)], [h] * 4)
     gmsh.model.geo.synchronize()
     bottom, right, top, left = lines
     _boundary_groups(bottom=bottom, top=top, left=left, right=right)
     _group(2, [surf], "domain")
-    _finish(out, "biaxial", 2)
+    _finish(out, name, 2)
 
 
-def retaining_wall(out: Path) -> None:
+def retaining_wall(out: Path, name: str = "retaining_wall", coarsen: float = 1.0) -> None:
     """3.6 x 2.0 m backfill; rigid 1.5 m wall on the right edge above y=0.5."""
-    _start("retaining_wall")
+    _start(name)
     W, H, y_wall = 3.6, 2.0, 0.5
-    h = 0.241
+    h = 0.241 * coarsen
     lines, surf = _polygon([(0, 0), (W, 0), (W, y_wall), (W, H), (0, H)], [h] * 5)
     gmsh.model.geo.synchronize()
     bottom, right_fixed, wall, top, left = lines
     _boundary_groups(wall=wall, right_fixed=right_fixed, bottom=bottom, left=left, top=top)
     _group(2, [surf], "domain")
-    _finish(out, "retaining_wall", 2)
+    _finish(out, name, 2)
 
 
 def _quarter_annulus(ri: float, ro: float, hi: float, ho: float):
@@ -162,11 +168,11 @@ def _quarter_annulus(ri: float, ro: float, hi: float, ho: float):
     return curves, surf, dict(a=a, b=b, d=d, e=e)
 
 
-def cavity(out: Path) -> None:
+def cavity(out: Path, mesh_name: str = "cavity", coarsen: float = 1.0) -> None:
     """Quarter of a cylindrical cavity: r in [0.008, 0.15], graded finer near the cavity."""
-    _start("cavity")
+    _start(mesh_name)
     ri, ro = 0.008, 0.15
-    k = 0.1127  # element size ~ k * r  (geometric grading)
+    k = 0.1127 * coarsen  # element size ~ k * r  (geometric grading)
     curves, surf, pts = _quarter_annulus(ri, ro, k * ri, k * ro)
     gmsh.model.geo.synchronize()
     field = gmsh.model.mesh.field
@@ -178,7 +184,7 @@ def cavity(out: Path) -> None:
         _group(1, [curves[name]], name)
     _group(0, [pts["d"]], "corner")
     _group(2, [surf], "domain")
-    _finish(out, "cavity", 2)
+    _finish(out, mesh_name, 2)
 
 
 def lame(out: Path) -> None:
@@ -271,6 +277,11 @@ def patch3d(out: Path) -> None:
 
 
 BUILDERS = {
+    "strip_footing_coarse": lambda out: strip_footing(out, "strip_footing_coarse", 2.4),
+    "biaxial_coarse": lambda out: biaxial(out, "biaxial_coarse", 2.2),
+    "retaining_wall_coarse": lambda out: retaining_wall(out, "retaining_wall_coarse", 2.0),
+    "cavity_coarse": lambda out: cavity(out, "cavity_coarse", 2.8),
+    "ctc_coarse": lambda out: _box("ctc_coarse", (0.05, 0.05, 0.1), (2, 2, 4), out),
     "strip_footing": strip_footing,
     "biaxial": biaxial,
     "retaining_wall": retaining_wall,

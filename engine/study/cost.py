@@ -13,7 +13,7 @@ import numpy as np
 DEM_S_PER_PARTICLE_STEP = {2: 2.0e-7, 3: 4.0e-7}   # batched 64-1000-particle cells, f64, 2 cores
 SURROGATE_S_PER_POINT_STEP = 3.0e-6                 # CSUH Gauss point + its FEM share (cavity: 2.7e-6)
 CALIBRATION_S_PER_POINT_ROW = 6.0e-6                # one epoch's forward + gradient per point and row
-SETUP_S = 5.0                                       # set-up and compilation of one run
+SETUP_S = 15.0                                      # set-up and compilation of one run
 COMPARE_S = 10.0
 
 

@@ -163,7 +163,7 @@ def _calibration_stage(c, train: Stage, study: Study) -> Stage:
 def _compare_stage(test: RunSpec, runs: list[Stage], study: Study) -> Stage:
     return Stage(name=f"compare-{test.name}", kind="compare", deps=tuple(r.name for r in runs),
                  payload={"runs": [r.name for r in runs]}, estimate_s=cost.COMPARE_S,
-                 summary=f"{runs[0].name} against {', '.join(r.name for r in runs[1:])}")
+                 summary=f"{len(runs) - 1} surrogate run(s) against the FEM-DEM run")
 
 
 def _file_hash(path: str) -> str:

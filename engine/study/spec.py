@@ -7,6 +7,7 @@ A ``[scale]`` table shrinks every run of the study coherently.
 """
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from engine.case import CaseError, _Table, parse_override
 from kernels import registry
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+PATH_KEYS = ("mesh.file", ".params", ".packing")      # override keys whose values are file paths
 OPTIMIZERS = ("adam", "lbfgs", "cmaes")
 
 
@@ -160,11 +162,7 @@ def _run_spec(data, where: str, key: str, base: Path, surrogates: tuple | None =
     case = (base / t.get("case", str)).resolve()
     if not case.is_file():
         raise StudyError(f"{where}: {key}.case: {case} does not exist")
-    overrides = t.get("set", list, [])
-    for text in overrides:
-        if not isinstance(text, str):
-            raise StudyError(f"{where}: {key}.set entries must be strings like \"run.steps=20\", got {text!r}")
-        parse_override(text)
+    overrides = [_override(text, where, key, base) for text in t.get("set", list, [])]
     chosen = ()
     if surrogates is not None:
         known = [s.name for s in surrogates]
@@ -174,6 +172,20 @@ def _run_spec(data, where: str, key: str, base: Path, surrogates: tuple | None =
                 raise StudyError(f"{where}: {key}.surrogates: {s!r} is not a [[surrogate]] (allowed: {', '.join(known)})")
     t.finish()
     return RunSpec(name=name, case=case, overrides=tuple(overrides), surrogates=chosen)
+
+
+def _override(text, where: str, key: str, base: Path) -> str:
+    """A ``set`` entry, checked; a file path value (mesh, params, packing) made absolute from ``base``."""
+    if not isinstance(text, str):
+        raise StudyError(f"{where}: {key}.set entries must be strings like \"run.steps=20\", got {text!r}")
+    parts, value = parse_override(text)
+    name = ".".join(map(str, parts))
+    if isinstance(value, str) and (name == "mesh.file" or name.endswith(PATH_KEYS[1:])):
+        path = (base / value).resolve()
+        if not path.is_file():
+            raise StudyError(f"{where}: {key}.set: {name} = {value!r}: {path} does not exist")
+        return f"{name}={json.dumps(str(path))}"
+    return text
 
 
 def _calibration(data, where: str, i: int, train: tuple) -> CalibrationSpec:
