@@ -9,6 +9,7 @@ fresh process per task, so each initialises Taichi itself): locally (``ray.init(
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def run_plan(stages: list[Stage], out: Path, arch: str = "cpu", fp: str = "auto"
             if _blocked(s, status):
                 continue
             _report_start(s, len(status), len(stages))
-            _finish(s, jobs.execute(s, str(out), arch, fp), status)
+            _finish(s, jobs.execute(s, str(out), arch, fp, progress=sys.stderr.isatty()), status)
     return status
 
 

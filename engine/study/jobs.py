@@ -21,8 +21,10 @@ import click
 from engine.study.plan import Stage, state
 
 
-def execute(stage: Stage, out: str, arch: str = "cpu", fp: str = "auto") -> dict:
-    """Run ``stage`` into ``out/<stage.name>``; returns its final ``stage.json`` dictionary."""
+def execute(stage: Stage, out: str, arch: str = "cpu", fp: str = "auto", progress: bool = False) -> dict:
+    """Run ``stage`` into ``out/<stage.name>``; returns its final ``stages/<name>.json`` dictionary.
+
+    With ``progress`` the stage's progress bar goes to this process's stderr (else to its log)."""
     folder = stage.folder(Path(out))
     before = state(stage, Path(out))
     resume = before == "resume"
@@ -34,9 +36,11 @@ def execute(stage: Stage, out: str, arch: str = "cpu", fp: str = "auto") -> dict
             "resumed": resume, "estimate_s": stage.estimate_s}
     _write(stage, out, info)
     t0 = time.perf_counter()
-    with open(stage.log_file(out), "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    with open(stage.log_file(out), "a") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(sys.stderr if progress else log):
         try:
-            {"run": _run, "calibrate": _calibrate, "compare": _compare}[stage.kind](stage, Path(out), arch, fp, resume)
+            {"run": _run, "calibrate": _calibrate, "compare": _compare}[stage.kind](stage, Path(out), arch, fp, resume,
+                                                                                    progress)
             info.update(status="done", message="")
         except KeyboardInterrupt:
             info.update(status="interrupted", message="interrupted by the user")
@@ -67,7 +71,7 @@ def params_file(out: Path, calibration_stage: str) -> Path:
     return Path(out) / calibration_stage / "params.toml"
 
 
-def _run(stage: Stage, out: Path, arch: str, fp: str, resume: bool) -> None:
+def _run(stage: Stage, out: Path, arch: str, fp: str, resume: bool, progress: bool) -> None:
     from engine import runfolder
     from engine.case import CaseError, validate
     from engine.driver import Diverged, run
@@ -84,18 +88,19 @@ def _run(stage: Stage, out: Path, arch: str, fp: str, resume: bool) -> None:
         resume = resume and folder.is_dir() and runfolder.latest_checkpoint(folder, case.steps) is not None
         if not resume and folder.exists():
             shutil.rmtree(folder)
-        run(case, folder, progress=False, arch=used, resume=resume)
+        run(case, folder, progress=progress, arch=used, resume=resume)
     except (CaseError, Diverged, runtime.BackendError) as exc:
         raise StageFailed(str(exc)) from None
 
 
-def _calibrate(stage: Stage, out: Path, arch: str, fp: str, resume: bool) -> None:
+def _calibrate(stage: Stage, out: Path, arch: str, fp: str, resume: bool, progress: bool) -> None:
     from engine.calibrate_cli import calibrate
 
     p = stage.payload
     data = out / p["data_from"] / "dataset.h5"
     folder = stage.folder(out)
-    args = ["--data", str(data), "--out", str(folder), "--arch", arch, "--fp", fp, "--no-progress", *p["args"]]
+    args = ["--data", str(data), "--out", str(folder), "--arch", arch, "--fp", fp,
+            "--progress" if progress else "--no-progress", *p["args"]]
     if resume and folder.is_dir():
         args.append("--resume")
     elif folder.exists():
@@ -116,7 +121,7 @@ def _last_error(log: Path) -> str:
     return lines[-1][len("error: "):] if lines else ""
 
 
-def _compare(stage: Stage, out: Path, arch: str, fp: str, resume: bool) -> None:
+def _compare(stage: Stage, out: Path, arch: str, fp: str, resume: bool, progress: bool) -> None:
     from engine.compare import compare
     from engine.views import RunError
 
