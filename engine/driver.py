@@ -28,6 +28,7 @@ from engine.recorders.base import Interval
 from engine.recorders.frames import FrameCallback
 from engine.runfolder import default_run_dir
 from kernels import runtime
+from kernels.periodic_cell import CapacityError
 
 log = logging.getLogger(__name__)
 __all__ = ["Diverged", "default_run_dir", "load_run_case", "run", "versions"]
@@ -189,7 +190,10 @@ def _loop(model: Model, recorders: list, switch: BoundarySwitch, start: int, inf
     try:
         for step in range(start + 1, case.steps + 1):
             switch.before(step)
-            fem.step(model.material, case.dt, case.alpha, case.c)
+            try:
+                fem.step(model.material, case.dt, case.alpha, case.c)
+            except CapacityError as exc:
+                return "diverged", f"step {step}: {exc} (material.dem.max_contacts_per_particle in the case file)"
             fem.record_curves()
             s = Step(model, step, fem.curve_value.to_numpy()[: len(model.curve_names)])
             bad = _failure(every_step, s)

@@ -39,6 +39,7 @@ class Model:
 def make_material(case: Case, n_points: int, kinematics: str, dim: int, points_per_element: int):
     """The Gauss-point material batch of ``case.material`` (``kernels.registry``)."""
     from kernels.packing import PackingError
+    from kernels.periodic_cell import CapacityError
 
     request = BatchRequest(n_points=n_points, p0=case.p0, kinematics=kinematics, dim=dim,
                            points_per_element=points_per_element)
@@ -46,6 +47,8 @@ def make_material(case: Case, n_points: int, kinematics: str, dim: int, points_p
         batch = registry.build(case.material, request)
     except (PackingError, ValueError) as exc:
         raise CaseError(f"{case.where('material.packing')}: {exc}") from None
+    except CapacityError as exc:
+        raise CaseError(f"{case.where('material.dem.max_contacts_per_particle')}: {exc}") from None
     for note in getattr(batch, "notes", ()):            # DEM: restored contact state, or re-consolidated
         sys.stderr.write(f"note: {note}\n")
     return batch

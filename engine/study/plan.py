@@ -120,7 +120,9 @@ def scaled(data: dict, study: Study, dim: int) -> dict:
     """``data`` (a case dictionary) with the study's ``[scale]`` applied (see docs/study.md)."""
     sc, data = study.scale, copy.deepcopy(data)
     run, out = data.setdefault("run", {}), data.setdefault("output", {})
-    steps = max(1, round(run["steps"] * sc.steps))
+    mat = data.get("material", {})
+    factor = sc.steps if mat.get("model") == "dem" else sc.surrogate_steps
+    steps = max(1, round(run["steps"] * factor))
     if steps != run["steps"]:
         run["dt"] = run["dt"] * run["steps"] / steps
         for key in ("every", "dataset_every"):
@@ -129,7 +131,6 @@ def scaled(data: dict, study: Study, dim: int) -> dict:
         run["steps"] = steps
     if sc.checkpoints:
         out["checkpoint_every"] = max(1, math.ceil(steps / sc.checkpoints))
-    mat = data.get("material", {})
     if mat.get("model") == "dem":
         dem = mat.setdefault("dem", {})
         for key, default in (("steps_per_increment", None), ("cap", None)):

@@ -28,7 +28,8 @@ class StudyError(CaseError):
 @dataclass(frozen=True)
 class Scale:
     """``[scale]``: factors and replacements applied to every run of the study."""
-    steps: float = 1.0            # x run.steps (run.dt divided by the realised factor: same loading)
+    steps: float = 1.0            # x run.steps of FEM-DEM runs (run.dt divided by the realised factor)
+    surrogate_steps: float = 1.0  # the same for the surrogate runs
     dem_steps: float = 1.0        # x material.dem.steps_per_increment and material.dem.cap
     packing_2d: str | None = None  # replaces material.dem.packing of 2D cases (absolute path)
     packing_3d: str | None = None  # the same for 3D cases
@@ -142,6 +143,7 @@ def _name(table: _Table) -> str:
 def _scale(data, where: str, base: Path) -> Scale:
     t = _Table(data, where, "scale")
     steps = t.get("steps", float, 1.0, check=lambda v: 0 < v <= 1, allowed="0 < steps <= 1")
+    sur = t.get("surrogate_steps", float, steps, check=lambda v: 0 < v <= 1, allowed="0 < surrogate_steps <= 1")
     dem = t.get("dem_steps", float, 1.0, check=lambda v: 0 < v <= 1, allowed="0 < dem_steps <= 1")
     packs = {}
     for key in ("packing_2d", "packing_3d"):
@@ -153,7 +155,7 @@ def _scale(data, where: str, base: Path) -> Scale:
             packs[key] = str(p)
     ckpt = t.get("checkpoints", int, 4, check=lambda v: v >= 0, allowed=">= 0 (0: none)")
     t.finish()
-    return Scale(steps=steps, dem_steps=dem, checkpoints=ckpt, **packs)
+    return Scale(steps=steps, surrogate_steps=sur, dem_steps=dem, checkpoints=ckpt, **packs)
 
 
 def _run_spec(data, where: str, key: str, base: Path, surrogates: tuple | None = None) -> RunSpec:
