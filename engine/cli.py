@@ -157,27 +157,32 @@ def plot(run_dir, out, x):
 @click.argument("ref_run", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
+@click.option("--pair-by", "pair_by", default="time", show_default=True,
+              help="Pair the runs' rows and frames by time, step or a curve column (e.g. axial_strain).")
 @click.option("--field", default="eps_s", show_default=True, help="Field of the side-by-side pictures.")
 @click.option("--points", default=None, help="Gauss points for the stress histories, e.g. 0,10,200.")
 @click.option("--component", default="yy", show_default=True,
               type=click.Choice(["xx", "yy", "zz", "xy", "yz", "xz"]), help="Stress component of the histories.")
-def compare_cmd(ref_run, runs, out, field, points, component):
+def compare_cmd(ref_run, runs, out, pair_by, field, points, component):
     """Compare RUNS against the reference REF_RUN (same case): fields, curves, errors, Gauss points."""
-    from engine.compare import compare
-    from engine.views import RunError
+    from engine.compare import compare, describe
+    from engine.views import FIELDS, RunError
 
+    if field not in FIELDS:
+        fail(f"--field {field!r} is not a field (allowed: {', '.join(FIELDS)})")
     try:
         pts = [int(p) for p in points.split(",")] if points else None
     except ValueError:
         fail(f"--points {points!r}: expected integers separated by commas")
     try:
-        result = compare([ref_run, *runs], out, field=field, points=pts, component=component)
+        result = compare([ref_run, *runs], out, field=field, points=pts, component=component, pair_by=pair_by)
     except RunError as exc:
         fail(str(exc))
     click.echo((out / "errors.md").read_text())
+    click.echo(describe(result))
     if "overlap" in result:
         click.echo("loading-space overlap: " + ", ".join(f"{k} {v:.3f}" for k, v in result["overlap"].items()))
-    click.echo(f"written to {out}")
+    click.echo(f"written to {out} (comparison.json: the pairing and every number)")
 
 
 @main.command("export")

@@ -1,26 +1,41 @@
 """Run-against-run comparison (paper Section 4: Figs. 16-32, Tables 6-8, 11).
 
+Runs are paired by time (default), by step or by a recorded loading quantity (``pair_by``, see
+``engine.pairing``): each measure is taken on the reference's rows inside the range both runs cover,
+the run interpolated there; a frame of the reference is set beside each run's frame nearest in the
+pairing quantity (the offset is reported).
+
 Error measures on the main boundary quantity y (the case's first curve) of a run against the
-reference run, on the reference's steps (the run's curve interpolated on the reference abscissa
-when step counts differ):
+reference:
 
 * ``mae``: mean absolute error, mean_k |y_run(k) - y_ref(k)|;
 * ``peak_error``: |max_k y_run - max_k y_ref|;
-* ``post_peak_error``: mean absolute error over the steps after the reference's peak.
+* ``post_peak_error``: mean absolute error over the rows after the reference's peak.
 
-Loading-space overlap of two runs' Gauss-point data (``dataset.h5``): the (p, q) pairs of every
-Gauss point and row are binned on a common 60 x 60 grid spanning both; the overlap is the
-Jaccard index |A n B| / |A u B| of the occupied bins (1 = the same region, 0 = disjoint).
+Gauss-point measures (``dataset.h5`` in every run), over the stress components every run defines
+(``xx yy xy`` when a run holds disk data, else all six): ``stress_mae`` (Pa), ``stress_rel``
+(sqrt of sum (sigma_run - sigma_ref)^2 / sum sigma_ref^2), ``p_mae``, ``q_mae`` (Pa; in-plane p and q
+for disk data, see ``engine.dataset``).
+
+Loading-space overlap: the (p, q) pairs of every Gauss point and paired row of two runs are binned
+on a common 60 x 60 grid spanning both; the overlap is the Jaccard index |A n B| / |A u B| of the
+occupied bins (1 = the same region, 0 = disjoint).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
+from engine import pairing
+from engine.compare_fields import field_pairs
+from engine.compare_points import dataset_outputs, loading_overlap
+from engine.dataset import components
 from engine.recorders import read_curves
-from materials.invariants import stress_strain
-from engine.views import RunError, RunFolder, open_run, render
+from engine.views import RunError, RunFolder, open_run
+
+__all__ = ["check_same_case", "compare", "describe", "error_measures", "loading_overlap"]
 
 
 def check_same_case(runs: list[RunFolder]) -> None:
@@ -51,42 +66,84 @@ def error_measures(x_ref, y_ref, x_run, y_run) -> dict:
             "post_peak_error": float(post.mean())}
 
 
-def loading_overlap(data_a: dict, data_b: dict, bins: int = 60) -> float:
-    """Jaccard overlap of the occupied (p, q) bins of two datasets (see module docstring)."""
-    pts = []
-    for d in (data_a, data_b):
-        inv = stress_strain(d["stress"], d["strain"])
-        pq = np.stack([inv["p"].ravel(), inv["q"].ravel()], axis=1)
-        pts.append(pq[np.isfinite(pq).all(axis=1)])
-    allpts = np.concatenate(pts)
-    lo, hi = allpts.min(axis=0), allpts.max(axis=0)
-    hi = np.where(hi > lo, hi, lo + 1.0)
-    occ = []
-    for pq in pts:
-        h, _, _ = np.histogram2d(pq[:, 0], pq[:, 1], bins=bins, range=[[lo[0], hi[0]], [lo[1], hi[1]]])
-        occ.append(h > 0)
-    union = np.logical_or(*occ).sum()
-    return float(np.logical_and(*occ).sum() / union) if union else 1.0
-
-
 def compare(paths: list, out: Path, field: str = "eps_s", points: list | None = None, component: str = "yy",
-            seed: int = 0) -> dict:
-    """Write the comparison of runs ``paths[1:]`` against the reference ``paths[0]`` into ``out``."""
-    plt = _pyplot()
+            seed: int = 0, pair_by: str = "time") -> dict:
+    """Write the comparison of runs ``paths[1:]`` against the reference ``paths[0]`` into ``out``,
+    paired by ``pair_by`` (``time``, ``step`` or a curve column); returns what ``comparison.json``
+    holds. Raises :class:`RunError` (one line) before writing anything for runs that cannot be
+    compared (other meshes or curves, no common range, a component a run does not define)."""
     runs = [open_run(p) for p in paths]
     check_same_case(runs)
-    out.mkdir(parents=True, exist_ok=True)
     labels = _labels(runs)
     curves = [read_curves(r.path / "curves.csv") for r in runs]
+    axes = [pairing.axis(lab, c, pair_by, r.path / "curves.csv") for lab, c, r in zip(labels, curves, runs)]
+    ranges = [pairing.common_range(axes[0], a) for a in axes[1:]]
+    data = _datasets(runs, labels, component, points)
+    plt = _pyplot()
+    out.mkdir(parents=True, exist_ok=True)
     names, x_name, y_name = _curve_names(curves[0])
-    written = {"errors": _error_tables(labels, curves, x_name, y_name, out)}
+    ref = axes[0]
+    result = {"reference": labels[0], "runs": labels[1:],
+              "pair_by": {"quantity": pair_by, "unit": ref.unit, "method": _method(pair_by)},
+              "ranges": {lab: _bounds(ref, r) for lab, r in zip(labels[1:], ranges)}}
+    result["errors"] = _error_tables(labels, curves, axes, ranges, y_name, out)
     _curve_plots(plt, labels, curves, names, x_name, out)
-    picks = _field_steps(runs, labels, field, out)
-    if picks:
-        written["field_steps"] = picks
-    if all((r.path / "dataset.h5").is_file() for r in runs):
-        written["overlap"] = _dataset_plots(plt, runs, labels, points, component, seed, out)
-    return written
+    result["frames"] = field_pairs(plt, runs, labels, axes, ranges, field, out)
+    if data is not None:
+        result.update(dataset_outputs(plt, labels, data, axes, ranges, points, component, seed, out))
+    else:
+        result["datasets"] = "not compared: not every run has a dataset.h5 (output.dataset = true)"
+    (out / "comparison.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def describe(result: dict) -> str:
+    """How the runs were paired, as lines for the terminal."""
+    pb = result["pair_by"]
+    lines = [f"paired by {pb['quantity']}: {pb['method']}"]
+    for lab, (a, b) in result["ranges"].items():
+        lines.append(f"  {lab}: common range {pairing.fmt(a, pb['unit'])} .. {pairing.fmt(b, pb['unit'])}")
+    for f in result["frames"].get("pairs", []):
+        ref = f"{result['reference']} step {f['step']} ({pairing.fmt(f['value'], pb['unit'])})"
+        runs = ", ".join(f"{r['run']} step {r['step']} (offset {r['offset']:+.3g})" for r in f["runs"])
+        lines.append(f"  frame {ref} <-> {runs}")
+    if "note" in result["frames"]:
+        lines.append(f"  frames: {result['frames']['note']}")
+    if "invariants" in result:
+        lines.append(f"  Gauss points: components {' '.join(result['components'])}; {result['invariants']}")
+    return "\n".join(lines)
+
+
+def _method(pair_by: str) -> str:
+    what = {"time": "time (s)", "step": "step number"}.get(pair_by, f"the curve {pair_by!r}")
+    return (f"rows matched by {what}: runs interpolated linearly onto the reference's rows inside the common "
+            f"range; frames: each run's frame nearest in {pair_by}")
+
+
+def _bounds(ref: pairing.Axis, rng: tuple) -> list[float]:
+    """A common range in the quantity's own values, in the order the runs go."""
+    a, b = (ref.sign * v for v in rng)
+    return [a, b]
+
+
+def _datasets(runs: list[RunFolder], labels: list[str], component: str, points: list | None) -> list | None:
+    """Every run's dataset (None when a run has none), checked for ``component`` and ``points``."""
+    from engine.dataset import read_dataset
+
+    if not all((r.path / "dataset.h5").is_file() for r in runs):
+        return None
+    data = [read_dataset(r.path / "dataset.h5") for r in runs]
+    for lab, d in zip(labels, data):
+        if component not in components(d):
+            raise RunError(f"--component {component}: not defined by {lab}'s dataset (disk RVEs: sigma_zz is "
+                           f"undefined); allowed: {', '.join(components(d))}")
+        if d["stress"].shape[0] != data[0]["stress"].shape[0]:
+            raise RunError(f"{lab} and {labels[0]}: datasets of different Gauss points")
+    n = data[0]["stress"].shape[0]
+    bad = [p for p in points or [] if not 0 <= p < n]
+    if bad:
+        raise RunError(f"--points: {bad[0]} is not a Gauss point (the datasets have 0..{n - 1})")
+    return data
 
 
 def _pyplot():
@@ -106,21 +163,36 @@ def _curve_names(curves: dict) -> tuple[list[str], str, str]:
     return names, x_name, y_name
 
 
-def _error_tables(labels: list[str], curves: list[dict], x_name: str, y_name: str, out: Path) -> list[dict]:
-    """Error measures of each run's ``y_name`` against the reference: errors.csv, errors.md; the rows."""
+def _error_tables(labels: list[str], curves: list[dict], axes: list, ranges: list, y_name: str,
+                  out: Path) -> list[dict]:
+    """Error measures of each run's ``y_name`` against the reference on the paired rows: errors.csv,
+    errors.md; the rows."""
+    ref = axes[0]
+    key_ref = ref.key(ref.at_steps(curves[0]["step"]))
     rows = []
-    for lab, c in zip(labels[1:], curves[1:]):
-        e = error_measures(curves[0][x_name], curves[0][y_name], c[x_name], c[y_name])
-        rows.append({"run": lab, "quantity": y_name, **e})
-    with open(out / "errors.csv", "w") as f:
-        f.write("run,quantity,mae,peak_error,post_peak_error\n")
-        for row in rows:
-            f.write(f"{row['run']},{row['quantity']},{row['mae']!r},{row['peak_error']!r},{row['post_peak_error']!r}\n")
-    md = [f"Errors of `{y_name}` against the reference `{labels[0]}` (units of `{y_name}`)", "",
-          "| run | MAE | peak error | post-peak error |", "|---|---|---|---|"]
-    md += [f"| {r['run']} | {r['mae']:.4g} | {r['peak_error']:.4g} | {r['post_peak_error']:.4g} |" for r in rows]
+    for lab, c, ax, (lo, hi) in zip(labels[1:], curves[1:], axes[1:], ranges):
+        keep = pairing.in_range(key_ref, lo, hi)
+        e = error_measures(key_ref[keep], curves[0][y_name][keep], ax.key(ax.at_steps(c["step"])), c[y_name])
+        a, b = _bounds(ref, (lo, hi))
+        rows.append({"run": lab, "quantity": y_name, **e, "pair_by": ref.name, "from": a, "to": b,
+                     "rows": int(keep.sum())})
+    cols = ["run", "quantity", "mae", "peak_error", "post_peak_error", "pair_by", "from", "to", "rows"]
+    _write_csv(out / "errors.csv", cols, rows)
+    md = [f"Errors of `{y_name}` against the reference `{labels[0]}` (units of `{y_name}`), paired by "
+          f"{ref.name} on the reference's rows in the common range", "",
+          f"| run | MAE | peak error | post-peak error | {ref.name} range | rows |", "|---|---|---|---|---|---|"]
+    md += [f"| {r['run']} | {r['mae']:.4g} | {r['peak_error']:.4g} | {r['post_peak_error']:.4g} | "
+           f"{pairing.fmt(r['from'], ref.unit)} .. {pairing.fmt(r['to'], ref.unit)} | {r['rows']} |" for r in rows]
     (out / "errors.md").write_text("\n".join(md) + "\n")
     return rows
+
+
+def _write_csv(path: Path, cols: list[str], rows: list[dict]) -> None:
+    """``rows`` as CSV with the header ``cols`` (floats written exactly, with repr)."""
+    with open(path, "w") as f:
+        f.write(",".join(cols) + "\n")
+        for row in rows:
+            f.write(",".join(repr(row[c]) if isinstance(row[c], float) else str(row[c]) for c in cols) + "\n")
 
 
 def _curve_plots(plt, labels: list[str], curves: list[dict], names: list[str], x_name: str, out: Path) -> None:
@@ -140,66 +212,6 @@ def _curve_plots(plt, labels: list[str], curves: list[dict], names: list[str], x
         plt.close(fig)
 
 
-def _field_steps(runs: list[RunFolder], labels: list[str], field: str, out: Path) -> list | None:
-    """Side-by-side ``field`` at up to three steps all runs saved (fields_<field>.png); the steps."""
-    common = sorted(set.intersection(*[{f[1] for f in r.frames} for r in runs]))
-    if not common:
-        return None
-    picks = sorted({common[len(common) // 3], common[2 * len(common) // 3], common[-1]})
-    _field_grid(runs, labels, picks, field, out / f"fields_{field}.png")
-    return picks
-
-
-def _dataset_plots(plt, runs: list[RunFolder], labels: list[str], points: list | None, component: str,
-                   seed: int, out: Path) -> dict:
-    """Gauss-point histories and loading space from the runs' dataset.h5; the overlaps."""
-    from engine.dataset import read_dataset
-
-    data = [read_dataset(r.path / "dataset.h5") for r in runs]
-    n = data[0]["stress"].shape[0]
-    pts = points or list(np.sort(np.random.default_rng(seed).choice(n, size=min(4, n), replace=False)))
-    _gauss_point_plot(plt, labels, data, pts, component, out)
-    return _loading_space(plt, labels, data, out)
-
-
-def _gauss_point_plot(plt, labels: list[str], data: list[dict], pts: list, component: str, out: Path) -> None:
-    """-sigma_<component> (kPa) against step at the Gauss points ``pts`` (gauss_points_s<component>.png)."""
-    i, j = {"xx": (0, 0), "yy": (1, 1), "zz": (2, 2), "xy": (0, 1), "yz": (1, 2), "xz": (0, 2)}[component]
-    fig, axes = plt.subplots(1, len(pts), figsize=(4 * len(pts), 3.6), squeeze=False)
-    for ax, k in zip(axes[0], pts):
-        for lab, d, style in zip(labels, data, ["k-", "C0--", "C1-.", "C2:"]):
-            ax.plot(d["step"], -d["stress"][k, :, i, j] / 1e3, style, lw=1.2, label=lab)
-        ax.set_title(f"Gauss point {k}")
-        ax.set_xlabel("step")
-        ax.set_ylabel(f"$-\\sigma_{{{component}}}$ (kPa)")
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / f"gauss_points_s{component}.png", dpi=120)
-    plt.close(fig)
-
-
-def _loading_space(plt, labels: list[str], data: list[dict], out: Path) -> dict:
-    """(p, q) scatter in kPa (loading_space.png) and each run's overlap with the reference (overlap.csv)."""
-    overlaps = {}
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for lab, d, color in zip(labels, data, ["k", "C0", "C1", "C2"]):
-        inv = stress_strain(d["stress"], d["strain"])
-        ax.scatter(inv["p"].ravel() / 1e3, inv["q"].ravel() / 1e3, s=1, alpha=0.3, color=color, label=lab)
-    for lab, d in zip(labels[1:], data[1:]):
-        overlaps[lab] = loading_overlap(data[0], d)
-    ax.set_xlabel("p (kPa)")
-    ax.set_ylabel("q (kPa)")
-    ax.set_title("loading space; overlap " + ", ".join(f"{k}: {v:.2f}" for k, v in overlaps.items()))
-    ax.legend(markerscale=8, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "loading_space.png", dpi=120)
-    plt.close(fig)
-    with open(out / "overlap.csv", "w") as f:
-        f.write("run,overlap\n" + "".join(f"{k},{v!r}\n" for k, v in overlaps.items()))
-    return overlaps
-
-
 def _labels(runs: list[RunFolder]) -> list[str]:
     labels = []
     for r in runs:
@@ -208,27 +220,3 @@ def _labels(runs: list[RunFolder]) -> list[str]:
             lab += "'"
         labels.append(lab)
     return labels
-
-
-def _field_grid(runs, labels, steps, field, out: Path) -> None:
-    import meshio
-    import pyvista as pv
-
-    from engine.views import _quiet_vtk, field_values
-
-    _quiet_vtk()
-    lo, hi = np.inf, -np.inf
-    for r in runs:
-        for s in steps:
-            v = field_values(meshio.read(r.frame_at_step(s)[2]), field)[0]
-            lo, hi = min(lo, np.nanmin(v)), max(hi, np.nanmax(v))
-    p = pv.Plotter(off_screen=True, shape=(len(steps), len(runs)), window_size=[420 * len(runs), 340 * len(steps)])
-    for a, s in enumerate(steps):
-        for b, (r, lab) in enumerate(zip(runs, labels)):
-            p.subplot(a, b)
-            k = [f[1] for f in r.frames].index(s)
-            bar = {"vertical": False, "position_x": 0.15, "position_y": 0.03, "width": 0.7, "height": 0.08}
-            render(r, field, k, plotter=p, clim=(lo, hi if hi > lo else lo + 1e-12), title=f"{lab}, step {s}",
-                   bar=bar)
-    p.screenshot(str(out))
-    p.close()

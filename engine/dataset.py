@@ -20,6 +20,11 @@ zz components of 2D data are) and ``case`` (the resolved case as JSON).
 
 A plain ``.npz`` with ``strain``, ``stress`` (same shapes and signs) and a scalar ``p0`` is read by
 :func:`read_dataset` too.
+
+Stress invariants of a dataset (:func:`invariants`) use the components it defines: 3D and continuum
+2D data the full tensor (``p = -tr(sigma)/3``, ``q = sqrt(3/2 s:s)``); disk data (sigma_zz NaN) the
+in-plane stress, ``p = -(s11 + s22)/2`` and ``q = sqrt((s11 - s22)^2 + 4 s12^2)`` (the difference of
+the in-plane principal stresses, ``materials.invariants.p_q_cell``).
 """
 from __future__ import annotations
 
@@ -28,6 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+COMPONENTS_IJ = {"xx": (0, 0), "yy": (1, 1), "zz": (2, 2), "xy": (0, 1), "yz": (1, 2), "xz": (0, 2)}
+COMPONENTS = tuple(COMPONENTS_IJ)
+IN_PLANE = ("xx", "yy", "xy")
 OUT_OF_PLANE = {
     "plane_strain": "eps_zz = 0 (plane strain); sigma_zz is the material's",
     "plane_stress": "sigma_zz held at its initial value by the elastic model; eps_zz is the material's",
@@ -117,24 +125,54 @@ def read_dataset(path: str | Path) -> dict:
     return out
 
 
-def summary(data: dict) -> str:
-    """Shapes and ranges of a dataset, as text."""
-    from materials.invariants import stress_strain
+def in_plane_only(data: dict) -> bool:
+    """2D data whose out-of-plane stress is undefined (disk RVEs store sigma_zz as NaN)."""
+    return data.get("kinematics") != "3d" and not np.isfinite(data["stress"][..., 2, 2]).all()
 
+
+def components(data: dict) -> tuple[str, ...]:
+    """The stress components the dataset defines: ``xx yy xy`` for disk data, else all six."""
+    return IN_PLANE if in_plane_only(data) else COMPONENTS
+
+
+def invariants(data: dict, in_plane: bool | None = None) -> dict:
+    """``p``, ``q`` (Pa, compression positive; in-plane for disk data, see the module docstring),
+    ``eps_v``, ``eps_s`` of every point and row; ``in_plane`` forces the choice (None: the data's)."""
+    from materials.invariants import p_q_cell, stress_strain
+
+    in_plane = in_plane_only(data) if in_plane is None else in_plane
+    stress = data["stress"]
+    inv = stress_strain(np.where(np.isfinite(stress), stress, 0.0), data["strain"])
+    if in_plane:
+        inv["p"], inv["q"] = p_q_cell(stress[..., :2, :2], 2)
+    return inv
+
+
+def summary(data: dict) -> str:
+    """Shapes and ranges of a dataset, as text (over the components it defines)."""
     n, rows = data["strain"].shape[:2]
-    inv = stress_strain(data["stress"], data["strain"])
+    plane = in_plane_only(data)
+    inv = invariants(data)
     lines = [f"points: {n}, rows: {rows} (steps {int(data['step'][0])}..{int(data['step'][-1])}), "
              f"kinematics: {data['kinematics']}, p0: {data['p0']:.6g} Pa"]
+    if plane:
+        lines.append("  (sigma_zz undefined: disk RVEs; p = -(s11 + s22)/2, q = sqrt((s11 - s22)^2 + 4 s12^2))")
     for key, unit in (("p", "Pa"), ("q", "Pa"), ("eps_v", "-"), ("eps_s", "-")):
-        v = inv[key]
-        lines.append(f"  {key:6s} [{unit}]: min {np.nanmin(v):.4g}  max {np.nanmax(v):.4g}")
-    for name in ("strain", "stress"):
-        a = data[name]
-        lines.append(f"  {name}: min {np.nanmin(a):.4g}  max {np.nanmax(a):.4g}")
+        lines.append(f"  {key:6s} [{unit}]: {_span(inv[key])}" + ("  (in-plane)" if plane and key in "pq" else ""))
+    lines.append(f"  strain: {_span(data['strain'])}")
+    idx = [COMPONENTS_IJ[c] for c in components(data)]
+    lines.append(f"  stress ({' '.join(components(data))}): "
+                 f"{_span(np.stack([data['stress'][..., i, j] for i, j in idx]))}")
     if "attrs" in data and "case" in data["attrs"]:
         case = json.loads(data["attrs"]["case"])
         lines.append(f"  case: {case.get('run', {}).get('name', '?')}, model {case.get('material', {}).get('model')}")
     return "\n".join(lines)
+
+
+def _span(a: np.ndarray) -> str:
+    """``min A  max B`` over the finite entries (``no finite values`` when there are none)."""
+    a = np.asarray(a)[np.isfinite(a)]
+    return f"min {a.min():.4g}  max {a.max():.4g}" if a.size else "no finite values"
 
 
 def plot_histories(data: dict, out: Path, n_points: int = 6, seed: int = 0) -> Path:

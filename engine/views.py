@@ -128,6 +128,59 @@ def render(run: RunFolder, field: str, frame: int = -1, out: Path | None = None,
     return out
 
 
+def panel_image(run: RunFolder, field: str, frame: int, clim, size=(480, 380), warp: float = 1.0,
+                plotter=None) -> np.ndarray:
+    """One frame coloured by ``field`` within ``clim``, without colour bar or title, as an RGB array
+    (panels of composed figures; ``plotter``: an off-screen plotter of ``size`` to reuse)."""
+    import pyvista as pv
+
+    _quiet_vtk()
+    grid, label = _grid(run.frame(frame)[2], field, warp)
+    p = plotter or pv.Plotter(off_screen=True, window_size=list(size))
+    p.clear()
+    p.add_mesh(grid, scalars=label, cmap="viridis", show_edges=run.dim == 2, edge_color="grey",
+               line_width=0.3, clim=clim, show_scalar_bar=False)
+    if run.dim == 2:
+        p.view_xy()
+    else:
+        p.view_isometric()
+    img = p.screenshot(return_img=True)
+    if plotter is None:
+        p.close()
+    return np.asarray(img)
+
+
+def bar_formatter():
+    """Colour-bar tick labels with 3 significant digits (``1.12e+06``, ``0.0035``, ``250``)."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _pos: f"{v:.3g}")
+
+
+def field_figure(plt, panels: list[list[tuple]], clim, label: str):
+    """A grid of panel images (rows of ``(image, title)``) with one colour bar beside the grid.
+
+    Constrained layout reserves the colour bar's room (it never covers a panel) and fits its
+    labels; returns the figure (``fig.colorbar_axes``: the bar's axes)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    rows, cols = len(panels), max(len(r) for r in panels)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 1.4, 2.9 * rows), squeeze=False,
+                             layout="constrained")
+    for row, ax_row in zip(panels, axes):
+        for (img, title), ax in zip(row, ax_row):
+            ax.imshow(img)
+            ax.set_title(title, fontsize=8)
+            ax.set_axis_off()
+    lo, hi = clim
+    bar = fig.colorbar(ScalarMappable(Normalize(lo, hi), cmap="viridis"), ax=axes.ravel().tolist(),
+                       format=bar_formatter(), shrink=0.85)
+    bar.set_label(label)
+    fig.colorbar_axes = bar.ax
+    return fig
+
+
 def animate(run: RunFolder, field: str, out: Path, warp: float = 1.0, size=(1000, 700), fps: int = 10) -> Path:
     """All frames of a run as ``.gif`` or ``.mp4`` (colour range fixed over the frames)."""
     import meshio
