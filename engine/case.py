@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import logging
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ DAMPING = ("local", "mass", "none")
 QUANTITIES = ("reaction", "displacement", "mean_strain")
 COMPONENTS = ("x", "y", "z")
 REQUIRED = object()
+PATH_KEYS = (("mesh", "file"), ("material", "params"), ("material", "packing"))
+PATHS_NOTE = "a path in the case file is relative to the case file's folder, one given with --set to the current directory"
 
 
 class CaseError(ValueError):
@@ -179,10 +182,32 @@ def parse_override(text: str) -> tuple[list, Any]:
     return parts, value
 
 
+def is_path_key(parts: list) -> bool:
+    """``mesh.file``, ``material.params``, ``material.packing``, also in a model's sub-table
+    (``material.csuh.params``, ``material.dem.packing``)."""
+    key = tuple(parts)
+    if len(key) == 3 and key[0] == "material":
+        key = ("material", key[2])
+    return key in PATH_KEYS
+
+
+def _from_cwd(value):
+    """A path (or a list of paths) given on the command line, made absolute from the current directory."""
+    if isinstance(value, str):
+        return os.path.abspath(value)
+    if isinstance(value, list):
+        return [_from_cwd(v) for v in value]
+    return value
+
+
 def apply_overrides(data: dict, overrides: list[str], path: Path) -> dict:
+    """``data`` with the ``--set`` overrides applied; relative paths of :data:`PATH_KEYS` are taken
+    from the current directory (as typed), not from the case file's folder."""
     data = copy.deepcopy(data)
     for text in overrides:
         parts, value = parse_override(text)
+        if is_path_key(parts):
+            value = _from_cwd(value)
         node = data
         for i, p in enumerate(parts[:-1]):
             if isinstance(node, list):
@@ -332,10 +357,30 @@ def _material(data: Any, where: str, base_dir: Path):
     sub = data.get(model, {})
     for k in sorted(set(flat_keys) & set(sub)):
         log.info("%s: material.%s = %r overrides [material.%s] %s = %r", where, k, flat_keys[k], model, k, sub[k])
+    keys = {**sub, **flat_keys}
+    spec = registry.get(model)
+    if "params" in keys and spec.configure is None:
+        written = "material.params" if "params" in flat_keys else f"material.{model}.params"
+        keys["params"] = _params_file(keys["params"], written, where, base_dir, spec.schema)
     try:
-        return registry.configure(model, {**sub, **flat_keys}, where, density, base_dir=base_dir)
+        return registry.configure(model, keys, where, density, base_dir=base_dir)
     except ValueError as exc:
         raise CaseError(str(exc)) from None
+
+
+def _params_file(value, key: str, where: str, base_dir: Path, schema) -> str:
+    """The absolute path of a parameter file, read once to check it; a CaseError naming ``key`` as
+    written (``material.params`` or ``material.<model>.params``) otherwise."""
+    if not isinstance(value, str):
+        raise CaseError(f"{where}: {key} = {value!r} must be a path string")
+    path = Path(base_dir) / value
+    if not path.is_file():
+        raise CaseError(f"{where}: {key}: {path}: parameter file not found ({PATHS_NOTE})")
+    try:
+        schema.load_file(path)
+    except ValueError as exc:
+        raise CaseError(f"{where}: {key}: {exc}") from None
+    return str(path)
 
 
 def _select(t: _Table) -> tuple:

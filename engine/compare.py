@@ -17,8 +17,9 @@ Gauss-point measures (``dataset.h5`` in every run), over the stress components e
 (sqrt of sum (sigma_run - sigma_ref)^2 / sum sigma_ref^2), ``p_mae``, ``q_mae`` (Pa; in-plane p and q
 for disk data, see ``engine.dataset``).
 
-Loading-space overlap: the (p, q) pairs of every Gauss point and paired row of two runs are binned
-on a common 60 x 60 grid spanning both; the overlap is the Jaccard index |A n B| / |A u B| of the
+Loading-space overlap: the (p, q) pairs of every Gauss point at the reference's rows in the common
+range, of the reference and of the run interpolated there (so that the sampling rate of a run does
+not change the number), are binned on a common 60 x 60 grid spanning both; the overlap is the Jaccard index |A n B| / |A u B| of the
 occupied bins (1 = the same region, 0 = disjoint).
 """
 from __future__ import annotations
@@ -192,7 +193,7 @@ def _write_csv(path: Path, cols: list[str], rows: list[dict]) -> None:
     with open(path, "w") as f:
         f.write(",".join(cols) + "\n")
         for row in rows:
-            f.write(",".join(repr(row[c]) if isinstance(row[c], float) else str(row[c]) for c in cols) + "\n")
+            f.write(",".join(repr(float(row[c])) if isinstance(row[c], float) else str(row[c]) for c in cols) + "\n")
 
 
 def _curve_plots(plt, labels: list[str], curves: list[dict], names: list[str], x_name: str, out: Path) -> None:

@@ -47,11 +47,11 @@ def dataset_outputs(plt, labels: list[str], data: list[dict], axes: list, ranges
         ref, run = _paired(data[0], keys[0], d, key, lo, hi)
         rows.append({"run": lab, **_stress_errors(ref, run, comps, plane), "pair_by": a.name,
                      "from": a.sign * lo, "to": a.sign * hi, "rows": ref["stress"].shape[1]})
-        overlaps[lab] = loading_overlap(_rows(data[0], keys[0], lo, hi), _rows(d, key, lo, hi), in_plane=plane)
+        overlaps[lab] = loading_overlap(ref, run, in_plane=plane)
     cols = ["run", "components", "stress_mae", "stress_rel", "p_mae", "q_mae", "pair_by", "from", "to", "rows"]
     with open(out / "dataset_errors.csv", "w") as f:
         f.write(",".join(cols) + "\n")
-        f.writelines(",".join(repr(r[c]) if isinstance(r[c], float) else str(r[c]) for c in cols) + "\n"
+        f.writelines(",".join(repr(float(r[c])) if isinstance(r[c], float) else str(r[c]) for c in cols) + "\n"
                      for r in rows)
     _loading_space(plt, labels, data, keys, ranges, plane, overlaps, out)
     with open(out / "overlap.csv", "w") as f:

@@ -69,3 +69,28 @@ def test_run_folder_is_never_overwritten(tmp_path):
     assert run_cli(BIAXIAL, "--set", "run.steps=2", "--out", out).returncode == 0
     r = run_cli(BIAXIAL, "--set", "run.steps=2", "--out", out)
     assert r.returncode == 2 and "exists and is not empty" in r.stderr
+
+
+def test_parameter_file_paths_from_the_case_file_and_from_set(tmp_path, monkeypatch):
+    """A path written in the case file is relative to the case file's folder; one given with --set is
+    relative to the current directory; a missing file names the key as the user wrote it."""
+    from engine.case import CaseError, load_case
+
+    (tmp_path / "cases" / "calib").mkdir(parents=True)
+    (tmp_path / "work" / "calib").mkdir(parents=True)
+    (tmp_path / "cases" / "calib" / "params.toml").write_text("[params]\nkappa = 0.05\n")
+    (tmp_path / "work" / "calib" / "params.toml").write_text("[params]\nkappa = 0.06\n")
+    mesh = ROOT / "assets" / "meshes" / "biaxial.msh"
+    case = tmp_path / "cases" / "c.toml"
+    text = BIAXIAL.read_text().replace('"../assets/meshes/biaxial.msh"', f'"{mesh}"')
+    case.write_text(text.replace("[material.csuh]", '[material.csuh]\nparams = "calib/params.toml"\n#', 1))
+    monkeypatch.chdir(tmp_path / "work")
+    assert load_case(case).material.params["kappa"] == 0.05                       # the case file's folder
+    c = load_case(case, ["material.csuh.params='calib/params.toml'"])
+    assert c.material.params["kappa"] == 0.06                                      # the current directory
+    with pytest.raises(CaseError, match=r"material\.csuh\.params: .*work/nothere\.toml: parameter file not found"):
+        load_case(case, ["material.csuh.params='nothere.toml'"])
+    with pytest.raises(CaseError, match=r": material\.params: .*work/nothere\.toml"):
+        load_case(case, ["material.params='nothere.toml'"])
+    r = run_cli(case, "--set", "material.csuh.params='calib/nothere.toml'", "--out", tmp_path / "r")
+    assert r.returncode == 2 and "material.csuh.params" in r.stderr and "current directory" in r.stderr

@@ -56,6 +56,22 @@ def test_gauss_point_history_equals_rve_strain(dem_run, tmp_path):
     assert np.abs(alone - recorded).max() < 1e-6 * 100e3
 
 
+def test_compare_and_info_of_a_disk_run(dem_run, tmp_path):
+    """A 2D FEM-DEM run compared with itself: in-plane p and q, overlap 1, no traceback; its dataset
+    summary has no NaN."""
+    from helpers import engine as engine_in_process
+
+    pytest.importorskip("pyvista")
+    r = engine_in_process("compare", dem_run, dem_run, "--out", tmp_path / "cmp")
+    assert r.returncode == 0, r.stderr
+    assert "loading-space overlap: run' 1.000" in r.stdout and "in-plane p" in r.stdout
+    res = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert res["components"] == ["xx", "yy", "xy"] and res["dataset_errors"][0]["stress_mae"] == 0.0
+    assert all(f["runs"][0]["offset"] == 0.0 for f in res["frames"]["pairs"])
+    r = engine_in_process("dataset", "info", dem_run / "dataset.h5", "--plot", tmp_path / "h.png")
+    assert r.returncode == 0 and "nan" not in r.stdout.lower() and "in-plane" in r.stdout
+
+
 def test_resume_dem_bit_for_bit(dem_run, tmp_path):
     part = tmp_path / "part"
     assert engine("run", CASE, "--set", "run.steps=6", "--set", "output.checkpoint_every=4", "--out", part,

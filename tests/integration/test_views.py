@@ -123,6 +123,21 @@ def test_compare_real_runs(biaxial_run, tmp_path):
         assert (tmp_path / "cmp" / name).is_file(), name
 
 
+def test_compare_pairs_frames_by_time_across_time_steps(biaxial_run, tmp_path):
+    """A run with half the time step: frames paired at the same time (twice the step), not the same step."""
+    fine = tmp_path / "fine"
+    assert engine("run", ROOT / "cases" / "biaxial.toml", "--set", "run.steps=80", "--set", "run.dt=1e-4",
+                  "--set", "output.every=40", "--out", fine, "--no-progress").returncode == 0
+    r = engine("compare", biaxial_run, fine, "--out", tmp_path / "cmp")
+    assert r.returncode == 0, r.stderr
+    assert "paired by time" in r.stdout and "biaxial step 40 (0.008 s) <-> fine step 80 (offset +0)" in r.stdout
+    res = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert [(f["step"], f["runs"][0]["step"]) for f in res["frames"]["pairs"]] == [(20, 40), (40, 80)]
+    assert "datasets" in res and res["errors"][0]["rows"] == 41
+    by_step = engine("compare", biaxial_run, fine, "--out", tmp_path / "cmp-step", "--pair-by", "step")
+    assert "biaxial step 40 (40) <-> fine step 40 (offset +0)" in by_step.stdout
+
+
 @pytest.mark.parametrize("fmt", ["vtu", "vtkhdf", "xdmf"])
 def test_export_formats_read_back(biaxial_run, tmp_path, fmt):
     import meshio

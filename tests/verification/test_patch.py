@@ -121,7 +121,8 @@ def test_gravity_column_weight_and_stress(ti_runtime, tmp_path):
     (equilibrium) and sigma_yy at mid-height is -rho g H / 2 (uniaxial strain)."""
     rho, g, H = 2000.0, 9.81, 0.1
     case = load_case(CASES / "patch2d.toml", [
-        "mesh.file='../../assets/meshes/biaxial.msh'", "run.gravity=[0.0, -9.81]", "run.steps=6000",
+        f"mesh.file='{CASES.parents[1] / 'assets' / 'meshes' / 'biaxial.msh'}'",   # --set paths: from the cwd
+        "run.gravity=[0.0, -9.81]", "run.steps=6000",
         "run.dt=2e-4", "material.density=2000.0", "material.E=1e5", "material.nu=0.3",
         "bc=[{nodes='bottom', fix=['x', 'y']}, {nodes=['left', 'right'], fix=['x']}]", "output.every=6000",
         "curve=[{name='base', quantity='reaction', nodes='bottom', component='y'}]"])
