@@ -106,25 +106,44 @@ def _quiet_vtk():
 
 
 def render(run: RunFolder, field: str, frame: int = -1, out: Path | None = None, warp: float = 1.0,
-           size=(1000, 700), clim=None, plotter=None, title: str | None = None, bar: dict | None = None):
-    """Render one frame of a run (deformed by ``warp`` x displacement) coloured by ``field``."""
-    import pyvista as pv
-
-    _quiet_vtk()
+           size=(1000, 700), clim=None, plotter=None, title: str | None = None):
+    """Render one frame of a run (deformed by ``warp`` x displacement) coloured by ``field``: into the
+    PNG ``out`` of ``size`` pixels (mesh and colour bar side by side), or into ``plotter``."""
     t, step, file = run.frame(frame)
+    title = title or f"{run.name}: {field}, step {step}, t = {t:.4g} s"
+    if plotter is None:
+        return _picture(run, field, frame, out, warp, size, clim, title)
+    _quiet_vtk()
     grid, label = _grid(file, field, warp)
-    own = plotter is None
-    p = plotter or pv.Plotter(off_screen=True, window_size=list(size))
-    p.add_mesh(grid, scalars=label, cmap="viridis", show_edges=run.dim == 2, edge_color="grey",
-               line_width=0.3, clim=clim, scalar_bar_args={"title": label, "vertical": True, "fmt": "%.3g", **(bar or {})})
-    p.add_text(title or f"{run.name}: {field}, step {step}, t = {t:.4g} s", font_size=10)
+    bar = {"title": label, "vertical": True, "fmt": "%.3g", "position_x": 0.8, "position_y": 0.1,
+           "width": 0.06, "height": 0.8}
+    plotter.add_mesh(grid, scalars=label, cmap="viridis", show_edges=run.dim == 2, edge_color="grey",
+                     line_width=0.3, clim=clim, scalar_bar_args=bar)
+    plotter.add_text(title, font_size=10)
     if run.dim == 2:
-        p.view_xy()
+        plotter.view_xy()
     else:
-        p.view_isometric()
-    if own:
-        p.screenshot(str(out))
-        p.close()
+        plotter.view_isometric()
+    return out
+
+
+def _picture(run: RunFolder, field: str, frame: int, out: Path, warp: float, size, clim, title: str) -> Path:
+    """One frame as a PNG of ``size`` pixels: the mesh, and a colour bar beside it (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import meshio
+
+    values, _, unit = field_values(meshio.read(run.frame(frame)[2]), field)
+    if clim is None:
+        lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+        clim = (lo, hi if hi > lo else lo + max(abs(lo), 1.0) * 1e-9)
+    w, h = size
+    img = panel_image(run, field, frame, clim, size=(max(int(0.8 * w), 100), max(int(0.9 * h), 100)), warp=warp)
+    fig = field_figure(plt, [[(img, title)]], clim, f"{field} [{unit}]", figsize=(w / 100, h / 100))
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
     return out
 
 
@@ -157,7 +176,7 @@ def bar_formatter():
     return FuncFormatter(lambda v, _pos: f"{v:.3g}")
 
 
-def field_figure(plt, panels: list[list[tuple]], clim, label: str):
+def field_figure(plt, panels: list[list[tuple]], clim, label: str, figsize=None):
     """A grid of panel images (rows of ``(image, title)``) with one colour bar beside the grid.
 
     Constrained layout reserves the colour bar's room (it never covers a panel) and fits its
@@ -166,7 +185,7 @@ def field_figure(plt, panels: list[list[tuple]], clim, label: str):
     from matplotlib.colors import Normalize
 
     rows, cols = len(panels), max(len(r) for r in panels)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 1.4, 2.9 * rows), squeeze=False,
+    fig, axes = plt.subplots(rows, cols, figsize=figsize or (3.4 * cols + 1.4, 2.9 * rows), squeeze=False,
                              layout="constrained")
     for row, ax_row in zip(panels, axes):
         for (img, title), ax in zip(row, ax_row):
