@@ -112,6 +112,8 @@ def describe(result: dict) -> str:
         lines.append(f"  frames: {result['frames']['note']}")
     if "invariants" in result:
         lines.append(f"  Gauss points: components {' '.join(result['components'])}; {result['invariants']}")
+    elif "datasets" in result:
+        lines.append(f"  Gauss points: {result['datasets']}")
     return "\n".join(lines)
 
 
