@@ -74,18 +74,21 @@ def _forced(overrides: dict) -> list[str]:
     return [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
 
 
-def _case_data(spec: RunSpec, extra: dict) -> dict:
+def _case_data(spec: RunSpec, extra: dict, study: Study) -> dict:
+    """The case dictionary with the entry's overrides, ``extra`` and the scale's FEM-DEM or surrogate set."""
     try:
         data = tomllib.loads(spec.case.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise StudyError(f"{spec.case}: not valid TOML: {exc}") from None
-    return apply_overrides(data, [*spec.overrides, *_forced(extra)], spec.case)
+    data = apply_overrides(data, [*spec.overrides, *_forced(extra)], spec.case)
+    dem = data.get("material", {}).get("model") == "dem"
+    return apply_overrides(data, list(study.scale.dem_set if dem else study.scale.surrogate_set), spec.case)
 
 
 def _run_stage(name: str, spec: RunSpec, study: Study, extra: dict, params_from: str | None = None,
                model: str | None = None) -> Stage:
     """A run of ``spec``'s case with its overrides, ``extra`` and the study's scale."""
-    data = _case_data(spec, extra)
+    data = _case_data(spec, extra, study)
     try:
         case = validate(copy.deepcopy(data), spec.case)
         mesh = cost.mesh_size(case)

@@ -134,28 +134,36 @@ def _gains(study, t, maes: dict) -> list[str]:
 
 
 def _overlaps(study, runs: list[Stage], out: Path) -> list[str]:
-    from engine.compare import loading_overlap
+    """Overlap of every test run with every training dataset of the same dimension (2D / 3D)."""
+    from engine.compare_points import loading_overlap
     from engine.dataset import read_dataset
 
-    trains = [(t.name, out / f"train-{t.name}" / "dataset.h5") for t in study.train]
-    trains = [(n, p) for n, p in trains if p.is_file()]
+    trains = [(t.name, out / f"train-{t.name}") for t in study.train]
+    trains = [(n, p) for n, p in trains if (p / "dataset.h5").is_file()]
     if not trains:
         return []
-    lines = ["Loading-space overlap with the training data (Jaccard index of occupied (p, q) bins):", "",
-             "| run | " + " | ".join(n for n, _ in trains) + " |", "|---|" + "---|" * len(trains)]
-    data = {n: read_dataset(p) for n, p in trains}
+    lines = ["Loading-space overlap with the training data (Jaccard index of occupied (p, q) bins; in-plane "
+             "invariants in 2D):", "", "| run | " + " | ".join(n for n, _ in trains) + " |", "|---|" + "---|" * len(trains)]
+    data = {n: (read_dataset(p / "dataset.h5"), _is_3d(p)) for n, p in trains}
     for r in runs:
         path = r.folder(out) / "dataset.h5"
         if path.is_file():
-            d = read_dataset(path)
-            lines.append(f"| {r.name} | " + " | ".join(_overlap(loading_overlap, data[n], d) for n, _ in trains) + " |")
+            d, dim3 = read_dataset(path), _is_3d(r.folder(out))
+            cells = [_overlap(loading_overlap, data[n][0], d) if data[n][1] == dim3 else "(2D / 3D)" for n, _ in trains]
+            lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
+def _is_3d(run_dir: Path) -> bool:
+    return (_json(run_dir / "run.json") or {}).get("kinematics") == "3d"
+
+
 def _overlap(measure, a: dict, b: dict) -> str:
+    from engine.views import RunError
+
     try:
         return f"{measure(a, b):.3f}"
-    except ValueError as exc:
+    except (RunError, ValueError) as exc:
         return f"not defined ({exc})"
 
 

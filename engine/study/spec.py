@@ -34,6 +34,8 @@ class Scale:
     packing_2d: str | None = None  # replaces material.dem.packing of 2D cases (absolute path)
     packing_3d: str | None = None  # the same for 3D cases
     checkpoints: int = 4          # checkpoints per run (interrupted runs resume from the last one)
+    dem_set: tuple = ()           # --set overrides of every FEM-DEM run
+    surrogate_set: tuple = ()     # --set overrides of every surrogate run
 
 
 @dataclass(frozen=True)
@@ -154,8 +156,9 @@ def _scale(data, where: str, base: Path) -> Scale:
                 raise StudyError(f"{where}: scale.{key}: {p} does not exist")
             packs[key] = str(p)
     ckpt = t.get("checkpoints", int, 4, check=lambda v: v >= 0, allowed=">= 0 (0: none)")
+    sets = {k: tuple(_override(x, where, f"scale.{k}", base) for x in t.get(k, list, [])) for k in ("dem_set", "surrogate_set")}
     t.finish()
-    return Scale(steps=steps, surrogate_steps=sur, dem_steps=dem, checkpoints=ckpt, **packs)
+    return Scale(steps=steps, surrogate_steps=sur, dem_steps=dem, checkpoints=ckpt, **packs, **sets)
 
 
 def _run_spec(data, where: str, key: str, base: Path, surrogates: tuple | None = None) -> RunSpec:
