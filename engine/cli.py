@@ -33,7 +33,11 @@ def main(verbose):
 @click.option("--field", default="q", show_default=True, help="Field shown by --gui (f/g keys switch).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="Continue the run in this folder from its latest checkpoint (raise run.steps with --set).")
-def run(case_file, overrides, out, arch, fp, progress, gui, field, resume_dir):
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Ray actors sharing the DEM cells (overrides material.dem.workers; 1: no Ray).")
+@click.option("--address", default=None, metavar="HOST:PORT",
+              help="Ray cluster of the DEM workers (default: a local one is started).")
+def run(case_file, overrides, out, arch, fp, progress, gui, field, resume_dir, workers, address):
     """Run the boundary value problem of CASE_FILE (TOML), or continue one with --resume RUN_DIR."""
     from engine.case import CaseError, load_case
     from engine.driver import Diverged, default_run_dir, load_run_case
@@ -41,6 +45,7 @@ def run(case_file, overrides, out, arch, fp, progress, gui, field, resume_dir):
 
     if (case_file is None) == (resume_dir is None):
         fail("give a CASE_FILE, or --resume RUN_DIR (not both)")
+    overrides = list(overrides) + ([f"material.workers={workers}"] if workers is not None else [])
     try:
         case = load_run_case(resume_dir, list(overrides)) if resume_dir else load_case(case_file, list(overrides))
     except CaseError as exc:
@@ -51,7 +56,7 @@ def run(case_file, overrides, out, arch, fp, progress, gui, field, resume_dir):
     used = start_backend(arch, fp)
     try:
         info = run_case(case, out, progress=progress, arch=used, resume=resume_dir is not None,
-                        gui=field if gui else None)
+                        gui=field if gui else None, cluster=address)
     except CaseError as exc:
         if not resume_dir and out.exists() and not any(out.iterdir()):
             out.rmdir()

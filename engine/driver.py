@@ -28,6 +28,7 @@ from engine.recorders.base import Interval
 from engine.recorders.frames import FrameCallback
 from engine.runfolder import default_run_dir
 from kernels import runtime
+from kernels.material import MaterialFailure
 from kernels.periodic_cell import CapacityError
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ __all__ = ["Diverged", "default_run_dir", "load_run_case", "run", "versions"]
 
 
 class Diverged(RuntimeError):
-    """The run stopped because its state became invalid (NaN, inverted element)."""
+    """The run stopped because its state became invalid (NaN, inverted element) or its material
+    failed to advance (a lost DEM worker)."""
 
 
 def versions() -> dict:
@@ -55,17 +57,18 @@ def load_run_case(run_dir: Path, overrides: list[str]) -> Case:
 
 
 def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, on_frame=None,
-        resume: bool = False, gui: str | None = None) -> dict:
+        resume: bool = False, gui: str | None = None, cluster: str | None = None) -> dict:
     """Run ``case`` into the folder ``out``, or continue the run there with ``resume=True``.
 
     A new run's folder must not hold a previous run. ``on_frame(step, model, state)`` is called at
-    every frame; ``gui`` names the field of a live preview window (see ``engine.preview``). Returns
-    the ``run.json`` dictionary. Raises :class:`Diverged` after writing outputs when the state
-    becomes invalid.
+    every frame; ``gui`` names the field of a live preview window (see ``engine.preview``);
+    ``cluster`` is the Ray address of a DEM material partitioned over workers (``kernels.partition``).
+    Returns the ``run.json`` dictionary. Raises :class:`Diverged` after writing outputs when the
+    state becomes invalid or the material fails (status ``diverged`` or ``failed``).
     """
     out = Path(out)
     t0 = time.perf_counter()
-    model, start, old, timings = _set_up(case, out, resume, t0)
+    model, start, old, timings = _set_up(case, out, resume, t0, cluster)
     info = _run_info(case, model, arch, start, timings, old)
     runfolder.write_json(out / runfolder.RUN_JSON, info)
     recorders = _recorders(model, out, resume, start, on_frame, gui)
@@ -87,16 +90,27 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
         timings["total_s"] = time.perf_counter() - t0
         done = info["steps_done"] - start
         timings["steps_per_s"] = done / timings["loop_s"] if timings["loop_s"] > 0 else None
+        _close_material(model, info)
         info.update(status=status, message=message)
         runfolder.write_json(out / runfolder.RUN_JSON, info)
-    if status == "diverged":
-        raise Diverged(f"{case.path}: {message}; outputs up to step {info['steps_done']} kept in {out}")
+    if status in ("diverged", "failed"):
+        again = f"; continue from its last checkpoint with engine run --resume {out}" if status == "failed" else ""
+        raise Diverged(f"{case.path}: {message}; outputs up to step {info['steps_done']} kept in {out}{again}")
     if status == "interrupted":
         raise KeyboardInterrupt
     return info
 
 
-def _set_up(case: Case, out: Path, resume: bool, t0: float):
+def _close_material(model: Model, info: dict) -> None:
+    """A partitioned material's exchange timings into ``info``, then its workers ended."""
+    material = model.material
+    if hasattr(material, "info"):
+        info["partition"] = material.info()
+    if hasattr(material, "close"):
+        material.close()
+
+
+def _set_up(case: Case, out: Path, resume: bool, t0: float, cluster: str | None = None):
     """The model, the step it starts after, the previous ``run.json`` (resume) and the timings."""
     if resume:
         ckpt = runfolder.latest_checkpoint(out, case.steps)
@@ -106,7 +120,7 @@ def _set_up(case: Case, out: Path, resume: bool, t0: float):
     else:
         runfolder.prepare_run_dir(out)
         old = None
-    model = build(case)
+    model = build(case, cluster)
     timings = {"setup_s": time.perf_counter() - t0}
     start = 0
     if resume:
@@ -128,6 +142,8 @@ def _run_info(case: Case, model: Model, arch: str | None, start: int, timings: d
         "dt": case.dt, "dt_critical": model.dt_crit, "mass_scaling": model.mass_scaling,
         "steps_requested": case.steps, "steps_done": start, "status": "running", "timings": timings,
     }
+    if hasattr(model.material, "info"):
+        info["partition"] = model.material.info()
     if old is not None:
         info["history"] = old.get("history", []) + [{k: old.get(k) for k in ("steps_done", "status", "timings")}]
     return info
@@ -208,6 +224,8 @@ def _loop(model: Model, recorders: list, switch: BoundarySwitch, start: int, inf
             for r in gated:
                 r.on_step(s)
             bar.update(1)
+    except MaterialFailure as exc:
+        return "failed", f"step {step}: {exc}"
     except KeyboardInterrupt:
         return "interrupted", f"interrupted by the user at step {step}"
     finally:

@@ -36,15 +36,21 @@ class Model:
     bcs: tuple = ()                    # the resolved [[bc]] entries (engine.boundary.Prescribed)
 
 
-def make_material(case: Case, n_points: int, kinematics: str, dim: int, points_per_element: int):
-    """The Gauss-point material batch of ``case.material`` (``kernels.registry``)."""
+def make_material(case: Case, n_points: int, kinematics: str, dim: int, points_per_element: int,
+                  cluster: str | None = None):
+    """The Gauss-point material batch of ``case.material`` (``kernels.registry``); ``cluster``: the
+    Ray address of a partitioned DEM batch (None: a local cluster)."""
+    from kernels.material import MaterialFailure
     from kernels.packing import PackingError
     from kernels.periodic_cell import CapacityError
+    from kernels.placement import PlacementError
 
     request = BatchRequest(n_points=n_points, p0=case.p0, kinematics=kinematics, dim=dim,
-                           points_per_element=points_per_element)
+                           points_per_element=points_per_element, cluster=cluster)
     try:
         batch = registry.build(case.material, request)
+    except (PlacementError, MaterialFailure) as exc:
+        raise CaseError(f"{case.where('material.workers')}: {exc}") from None
     except (PackingError, ValueError) as exc:
         raise CaseError(f"{case.where('material.packing')}: {exc}") from None
     except CapacityError as exc:
@@ -54,8 +60,9 @@ def make_material(case: Case, n_points: int, kinematics: str, dim: int, points_p
     return batch
 
 
-def build(case: Case) -> Model:
-    """Set up mesh, FEM fields, material, boundary conditions, loads and curves for ``case``."""
+def build(case: Case, cluster: str | None = None) -> Model:
+    """Set up mesh, FEM fields, material, boundary conditions, loads and curves for ``case``
+    (``cluster``: the Ray address for a DEM material partitioned over workers)."""
     try:
         mesh = load_mesh(case.mesh_file, case.mesh_scale)
     except MeshError as exc:
@@ -66,7 +73,7 @@ def build(case: Case) -> Model:
                         f"(allowed: {'3d' if mesh.dim == 3 else 'plane_strain, plane_stress'})")
     thickness = case.thickness if mesh.dim == 2 else 1.0
     ngp = 1 if mesh.dim == 2 else 8
-    material = make_material(case, mesh.n_elem * ngp, kinematics, mesh.dim, ngp)
+    material = make_material(case, mesh.n_elem * ngp, kinematics, mesh.dim, ngp, cluster)
 
     density = case.material.density
     wave = material.wave_modulus()

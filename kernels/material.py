@@ -11,6 +11,11 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 
+class MaterialFailure(RuntimeError):
+    """The material could not advance a step for a reason outside its physics (a partitioned DEM
+    batch lost a worker); the run stops with this message and keeps its outputs up to the last step."""
+
+
 @runtime_checkable
 class MaterialBatch(Protocol):
     n_points: int

@@ -211,8 +211,8 @@ def consolidate(packing: Packing, p0: float = 100e3, friction: float | None = No
 
 def cells_from_packings(packings: list[Packing], n_cells: int, contacts: bool = True,
                         max_contacts: int | None = None, dt_safety: float = 0.3,
-                        skin_factor: float = 0.3) -> PeriodicCells:
-    """Build ``n_cells`` cells from ``packings`` (cell ``c`` uses ``packings[c % len]``).
+                        skin_factor: float = 0.3, first_cell: int = 0) -> PeriodicCells:
+    """Build ``n_cells`` cells from ``packings`` (cell ``c`` uses ``packings[(first_cell + c) % len]``).
 
     With ``contacts`` the packings' saved contact state (shear forces) is restored.
     """
@@ -223,7 +223,7 @@ def cells_from_packings(packings: list[Packing], n_cells: int, contacts: bool = 
     nt = len(packings)
     max_p = max(p.n for p in packings)
     cells = PeriodicCells(n_cells, max_p, dim, max_contacts=max_contacts)
-    tid = np.arange(n_cells) % nt
+    tid = (np.arange(n_cells) + first_cell) % nt
     h = np.stack([p.cell for p in packings])[tid]
     x = np.zeros((nt, max_p, dim))
     r = np.zeros((nt, max_p))

@@ -27,13 +27,15 @@ from materials.params import ParamSchema
 @dataclass(frozen=True)
 class BatchRequest:
     """What a batch is built for: ``n_points`` points starting from -p0 I (p0 in Pa, compression +),
-    the run's kinematics (``plane_strain``, ``plane_stress``, ``3d``), mesh dimension and the
-    Gauss points per element (for messages naming elements)."""
+    the run's kinematics (``plane_strain``, ``plane_stress``, ``3d``), mesh dimension, the Gauss
+    points per element (for messages naming elements) and, for a batch partitioned over Ray actors,
+    ``cluster``: the ``HOST:PORT`` of a running Ray cluster (None: a local one is started)."""
     n_points: int
     p0: float
     kinematics: str = "3d"
     dim: int = 3
     points_per_element: int = 1
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ def _builtin() -> None:
     register(ModelSpec(ime.SCHEMA, summary="enhanced IME (paper Eq. 53)", state=ime.IME.state_names,
                        diagnostics=ime.DIAGNOSTICS, physics=ime.IME, **common))
     register(ModelSpec(elastic.SCHEMA, build="kernels.elastic:build_batch", summary="linear isotropic elasticity"))
-    register(ModelSpec(ParamSchema("dem", params=()), build="kernels.rve_batch:build_cells",
+    register(ModelSpec(ParamSchema("dem", params=()), build="kernels.partition:build_cells",
                        configure="kernels.rve_batch:configure", point_tests=False,
                        summary="DEM cells (periodic disk/sphere packings) at every Gauss point",
                        diagnostics=("unbalanced", "steps"), out_of_plane_2d=False))

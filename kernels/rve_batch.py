@@ -44,6 +44,7 @@ DEM_OPTIONS = (
     Option("density", "real", lambda v: v > 0, None, text="> 0 kg/m^3 (particles)"),
     Option("dt_safety", "real", lambda v: 0 < v <= 1, 0.3, text="0 < dt_safety <= 1"),
     Option("max_contacts_per_particle", "count", lambda v: v > 0, None, text="> 0"),
+    Option("workers", "count", lambda v: v >= 1, 1, text="an integer >= 1 (Ray actors sharing the cells)"),
 )
 CONTACT_KEYS = ("young", "poisson", "friction", "damping", "density", "dt_safety", "max_contacts_per_particle")
 
@@ -51,14 +52,16 @@ CONTACT_KEYS = ("young", "poisson", "friction", "damping", "density", "dt_safety
 @dataclass(frozen=True)
 class DEMSettings:
     """``material.model = "dem"``: template packing files, the Gauss-point call's controls
-    (``steps_per_increment``, ``tol``, ``cap``, ``on_cap``) and contact constants overriding the
-    packings' (``overrides``; units as in docs/cases.md)."""
+    (``steps_per_increment``, ``tol``, ``cap``, ``on_cap``), contact constants overriding the
+    packings' (``overrides``; units as in docs/cases.md) and ``workers``, the Ray actors the cells
+    are partitioned over (``kernels.partition``; 1: all cells in this process)."""
     packing: tuple
     steps_per_increment: int
     tol: float
     cap: int
     on_cap: str
     overrides: dict
+    workers: int = 1
 
     @classmethod
     def from_table(cls, keys: dict, where: str, base_dir) -> "DEMSettings":
@@ -76,6 +79,8 @@ class DEMSettings:
         return cls(packing=_packing_paths(keys["packing"], where, base_dir), overrides=overrides, **values)
 
     def resolved(self) -> dict:
+        """The settings that decide the results (``workers`` does not, and is left out: a run's
+        outputs, dataset attributes included, are the same for any partition)."""
         return {"packing": list(self.packing), "steps_per_increment": self.steps_per_increment, "tol": self.tol,
                 "cap": self.cap, "on_cap": self.on_cap, "overrides": dict(self.overrides)}
 
@@ -98,12 +103,15 @@ def configure(keys: dict, where: str, base_dir) -> tuple[dict, dict, DEMSettings
     return {}, {}, DEMSettings.from_table(keys, where, base_dir)
 
 
-def build_cells(config, request) -> "RVEBatch":
-    """The DEM batch of a run (``kernels.registry``): one cell per Gauss point of ``request``."""
+def build_cells(config, request, first_cell: int = 0, packings: list | None = None) -> "RVEBatch":
+    """The DEM batch of one process: one cell per Gauss point of ``request``, the first being Gauss
+    point ``first_cell`` of the run (templates are assigned round-robin over the run's points);
+    ``packings``: the templates already loaded (default: read from ``config.settings.packing``)."""
     settings = config.settings
-    packings = [load_packing(p) for p in settings.packing]
+    if packings is None:
+        packings = [load_packing(p) for p in settings.packing]
     batch = RVEBatch(packings, request.n_points, request.dim, settings.steps_per_increment, settings.tol,
-                     settings.cap, {**settings.overrides, "p0": request.p0 or 100e3})
+                     settings.cap, {**settings.overrides, "p0": request.p0 or 100e3}, first_cell=first_cell)
     batch.on_cap, batch.points_per_element = settings.on_cap, request.points_per_element
     return batch
 
@@ -125,8 +133,53 @@ def voigt_moduli(cells: PeriodicCells) -> np.ndarray:
     return cells.voigt.to_numpy().astype(np.float64)
 
 
+class CellReports:
+    """What the FEM reads of a DEM batch after an update, from per-cell numpy arrays: ``unbalanced``,
+    ``steps_used``, ``contacts`` and ``_cap`` (relaxation cap hit), with ``cap``, ``on_cap``,
+    ``n_cells`` and ``points_per_element``. Shared by :class:`RVEBatch` and the partitioned batch."""
+
+    def cap_hit(self) -> np.ndarray:
+        """Indices of the cells that hit the relaxation cap in the last update."""
+        return np.nonzero(self._cap)[0]
+
+    def lost_contacts(self) -> np.ndarray:
+        """Indices of the cells left without any contact by the last update (zero stress)."""
+        return np.nonzero(self.contacts == 0)[0]
+
+    def _warn_cap(self) -> None:
+        if self._cap.any():
+            log.warning("%d of %d RVE cells hit the relaxation cap (%d steps; unbalanced up to %.3g)",
+                        int(self._cap.sum()), self.n_cells, self.cap, float(self.unbalanced[self._cap].max()))
+
+    def check(self, step: int) -> str:
+        """A cell left without contacts stops the run (its zero stress is not a packing's); cells
+        that hit the relaxation cap in the last update stop it too (``on_cap = "stop"``, returns
+        the message) or are reported (``"warn"``, returns '')."""
+        lost = self.lost_contacts()
+        if len(lost):
+            k = int(lost[0])
+            return (f"step {step}: {len(lost)} RVE cell(s) lost every contact, first at Gauss point {k} "
+                    f"(element {k // self.points_per_element}): the packing came apart and its stress is "
+                    "zero; use smaller strain increments (more run.steps) or a denser packing")
+        hit = self.cap_hit()
+        if not len(hit):
+            return ""
+        k = int(hit[0])
+        msg = (f"step {step}: {len(hit)} RVE cell(s) did not reach equilibrium within material.cap = "
+               f"{self.cap} relaxation steps, first at Gauss point {k} (element {k // self.points_per_element}, "
+               f"unbalanced-force ratio {self.unbalanced[k]:.3g} > material.tol)")
+        if self.on_cap == "stop":
+            return msg + "; raise material.cap or material.steps_per_increment, or set material.on_cap = 'warn'"
+        log.warning("%s", msg)
+        return ""
+
+    def diagnostics(self, stress: np.ndarray) -> dict:
+        """Unbalanced-force ratio and DEM steps of every cell in the last update."""
+        return {"unbalanced": self.unbalanced.copy(), "steps": self.steps_used.astype(float)}
+
+
 @ti.data_oriented
-class RVEBatch:
+class RVEBatch(CellReports):
     """``n_cells`` DEM cells advanced together; the FEM's ``material.model = "dem"``.
 
     Parameters
@@ -140,10 +193,12 @@ class RVEBatch:
     cap : maximum relaxation steps after the strain steps (hitting it is reported by :meth:`cap_hit`).
     overrides : optional material/solver settings, keys in ``OVERRIDE_KEYS`` (e.g. ``friction``
         in radians, ``damping``, ``dt_safety``, ``max_contacts_per_particle``, ``check_every``).
+    first_cell : index of the first cell in the round-robin over templates (a slice of a
+        partitioned run: cell ``c`` uses template ``(first_cell + c) % len(packings)``).
     """
 
     def __init__(self, packings: list[Packing], n_cells: int, dim: int, steps_per_increment: int,
-                 tol: float, cap: int, overrides: dict | None = None):
+                 tol: float, cap: int, overrides: dict | None = None, first_cell: int = 0):
         overrides = dict(overrides or {})
         bad = set(overrides) - OVERRIDE_KEYS
         if bad:
@@ -164,7 +219,8 @@ class RVEBatch:
         self.cells = cells_from_packings(packings, n_cells, contacts=True,
                                          max_contacts=overrides.get("max_contacts_per_particle"),
                                          dt_safety=overrides.get("dt_safety", 0.3),
-                                         skin_factor=overrides.get("skin_factor", 0.3))
+                                         skin_factor=overrides.get("skin_factor", 0.3),
+                                         first_cell=first_cell)
         self.real = runtime.real()
         self.cells.measure()
         self._stress0 = _sym3(self.cells.stress.to_numpy().astype(np.float64), dim)
@@ -232,44 +288,8 @@ class RVEBatch:
         self.unbalanced = cells.unbalanced.to_numpy().astype(np.float64)
         self.steps_used = cells.steps.to_numpy().astype(np.int64)
         self.contacts = cells.n_contacts.to_numpy().astype(np.int64)
-        if self._cap.any():
-            log.warning("%d of %d RVE cells hit the relaxation cap (%d steps; unbalanced up to %.3g)",
-                        int(self._cap.sum()), self.n_cells, self.cap, float(self.unbalanced[self._cap].max()))
+        self._warn_cap()
         self._write_stress(stress)
-
-    def cap_hit(self) -> np.ndarray:
-        """Indices of the cells that hit the relaxation cap in the last update."""
-        return np.nonzero(self._cap)[0]
-
-    def lost_contacts(self) -> np.ndarray:
-        """Indices of the cells left without any contact by the last update (zero stress)."""
-        return np.nonzero(self.contacts == 0)[0]
-
-    def check(self, step: int) -> str:
-        """A cell left without contacts stops the run (its zero stress is not a packing's); cells
-        that hit the relaxation cap in the last update stop it too (``on_cap = "stop"``, returns
-        the message) or are reported (``"warn"``, returns '')."""
-        lost = self.lost_contacts()
-        if len(lost):
-            k = int(lost[0])
-            return (f"step {step}: {len(lost)} RVE cell(s) lost every contact, first at Gauss point {k} "
-                    f"(element {k // self.points_per_element}): the packing came apart and its stress is "
-                    "zero; use smaller strain increments (more run.steps) or a denser packing")
-        hit = self.cap_hit()
-        if not len(hit):
-            return ""
-        k = int(hit[0])
-        msg = (f"step {step}: {len(hit)} RVE cell(s) did not reach equilibrium within material.cap = "
-               f"{self.cap} relaxation steps, first at Gauss point {k} (element {k // self.points_per_element}, "
-               f"unbalanced-force ratio {self.unbalanced[k]:.3g} > material.tol)")
-        if self.on_cap == "stop":
-            return msg + "; raise material.cap or material.steps_per_increment, or set material.on_cap = 'warn'"
-        log.warning("%s", msg)
-        return ""
-
-    def diagnostics(self, stress: np.ndarray) -> dict:
-        """Unbalanced-force ratio and DEM steps of every cell in the last update."""
-        return {"unbalanced": self.unbalanced.copy(), "steps": self.steps_used.astype(float)}
 
     def stress_numpy(self) -> np.ndarray:
         """(n_cells, 3, 3) current symmetric Love-Weber stress (Pa, tension positive)."""
