@@ -42,10 +42,15 @@ def connect(address: str | None):
 
     if not ray.is_initialized():
         quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
-        if address:
-            ray.init(address=address, **quiet)
-        else:
-            ray.init(address="local", include_dashboard=False, **quiet)
+        try:
+            if address:
+                ray.init(address=address, **quiet)
+            else:
+                ray.init(address="local", include_dashboard=False, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = f"--address {address}" if address else "a local Ray cluster"
+            raise placement.PlacementError(f"{where}: Ray could not start or connect "
+                                           f"({str(exc).strip().splitlines()[0][:200]})") from None
     return ray
 
 
