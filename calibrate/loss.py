@@ -28,12 +28,17 @@ def component_mask(kinematics: str) -> np.ndarray:
     return m
 
 
-def misfit(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def misfit(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+           weights: torch.Tensor | None = None) -> torch.Tensor:
     """Normalised stress misfit (Eq. 17): sum(mask (pred - target)^2) / sum(mask target^2).
 
-    ``mask`` broadcasts against (n_points, n_steps, 3, 3): components x retained steps.
+    ``mask`` broadcasts against (n_points, n_steps, 3, 3): components (with their weights) x retained
+    steps; ``weights`` (n_points,) weighs each point in both sums (None: all 1, the paper's Eq. 17).
     """
-    return (mask * (pred - target) ** 2).sum() / (mask * target**2).sum()
+    if weights is None:
+        return (mask * (pred - target) ** 2).sum() / (mask * target**2).sum()
+    w = weights[:, None, None, None] * mask
+    return (w * (pred - target) ** 2).sum() / (w * target**2).sum()
 
 
 def bound_penalty(phi: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, kind: str = "linear") -> torch.Tensor:

@@ -1,8 +1,10 @@
 """Gradient-based calibration of a constitutive surrogate on Gauss-point histories (paper Section 2.3.2).
 
-Trainable weights W (initialised to 1) scale the initial parameters, phi = phi0 * W; Adam minimises
-the misfit of Eq. 17 plus the bound penalty weighted by the gamma schedule of Eq. 18 (see
-``calibrate.loss``). Points are split into train / validation / test sets by a seeded shuffle; the
+The optimisers move variables x that ``calibrate.parametrisation`` maps to the parameters: by default
+a sigmoid of each parameter between its Table 1 bounds (``bounded``: no step can leave the box), or
+the paper's weights W (from 1) scaling the initial parameters, phi = phi0 * W (``paper``), with the
+bound penalty weighted by the gamma schedule of Eq. 18. Adam minimises the misfit of Eq. 17 (see
+``calibrate.loss``) plus that penalty. Points are split into train / validation / test sets by a seeded shuffle; the
 parameters of the epoch with the lowest validation misfit are kept (no early stopping). The same
 loss can be minimised by L-BFGS with the same gradients (``optimizer="lbfgs"``, full batch, fixed
 gamma = gamma_max, one history row per loss evaluation) or by CMA-ES (``optimizer="cmaes"``) as a
@@ -20,21 +22,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from calibrate import checkpoint, optimisers, parametrisation
 from calibrate.bridge import Surrogate
+from calibrate.loss import bound_penalty, component_mask, components, misfit
+from calibrate.selection import Selection, point_weights, select
 from kernels import registry
-from calibrate.loss import bound_penalty, component_mask, gamma_schedule, misfit
 
 log = logging.getLogger(__name__)
 
 SCHEMES = {1: {"lode": "ts", "delta_r": 0.0}, 2: {"lode": "ts", "delta_r": 0.03}, 3: {"lode": "exp", "delta_r": 0.03}}
-
-
-class _BudgetSpent(Exception):
-    """Raised inside the L-BFGS closure when ``epochs`` evaluations are spent."""
+OPTIMIZERS = ("adam", "lbfgs", "cmaes")
 
 
 @dataclass
 class Settings:
+    """Optimiser settings; ``epochs`` sets the lr and gamma schedules (a resumed run keeps them)."""
     model: str = "csuh"
     epochs: int = 100
     lr: float = 0.01
@@ -49,28 +51,51 @@ class Settings:
     chunk_points: int = 256
     stride: int = 1
     options: dict = field(default_factory=lambda: {"lode": "exp", "delta_r": 0.03})
+    parametrisation: str = "bounded"
+    checkpoint_every: int = 1
 
 
 @dataclass
 class Data:
-    """Training data: strain after each step (no initial row), target stresses, mask, p0."""
+    """Training data: strain after each step (no initial row), target stresses, mask, p0; the dataset
+    indices of the selected points, their weights (None: uniform) and coordinates (m, None if absent)."""
     strain: np.ndarray
     stress: np.ndarray
-    mask: np.ndarray          # (n_steps, 3, 3): retained steps x independent components
+    mask: np.ndarray          # (n_steps, 3, 3): retained steps x independent components x their weights
     p0: float
     kinematics: str
+    weights: np.ndarray | None = None
+    index: np.ndarray | None = None
+    coords: np.ndarray | None = None
 
 
-def prepare_data(raw: dict, stride: int = 1) -> Data:
-    """Drop the initial (zero-strain) row, keep every ``stride``-th step in the loss and set the
-    component mask of the data's kinematics (in-plane for 2D)."""
-    strain, stress = np.asarray(raw["strain"], float), np.asarray(raw["stress"], float)
+def _component_weights(kinematics: str, weights) -> np.ndarray:
+    comp = component_mask(kinematics)
+    if weights is None:
+        return comp
+    names = components(kinematics)
+    if len(weights) != len(names) or any(w < 0 for w in weights):
+        labels = ",".join(f"{i + 1}{j + 1}" for i, j in names)
+        raise ValueError(f"component weights: need {len(names)} values >= 0 for components {labels}, "
+                         f"got {list(weights)}")
+    for (i, j), w in zip(names, weights):
+        comp[i, j] = w
+    return comp
+
+
+def prepare_data(raw: dict, stride: int = 1, selection: Selection | None = None) -> Data:
+    """Select the points (``calibrate.selection``), drop the initial (zero-strain) row, keep every
+    ``stride``-th step in the loss and set the component mask of the data's kinematics (in-plane for
+    2D) with the component and point weights."""
+    sel = selection or Selection()
+    idx = select(raw, sel)
+    strain, stress = np.asarray(raw["strain"], float)[idx], np.asarray(raw["stress"], float)[idx]
     steps = np.asarray(raw.get("step", np.arange(strain.shape[1])))
     first = 1 if steps[0] == 0 or not np.any(strain[:, 0]) else 0
     strain, stress = strain[:, first:], stress[:, first:]
     if strain.shape[1] == 0:
         raise ValueError("the dataset has no steps after the initial state")
-    comp = component_mask(raw["kinematics"])
+    comp = _component_weights(raw["kinematics"], sel.component_weights)
     keep = np.zeros(strain.shape[1])
     keep[stride - 1::stride] = 1.0
     mask = keep[:, None, None] * comp[None]
@@ -78,7 +103,10 @@ def prepare_data(raw: dict, stride: int = 1) -> Data:
     if not np.isfinite(stress[used]).all() or not np.isfinite(strain).all():
         raise ValueError("the dataset has non-finite values in the components the loss uses")
     stress = np.where(used, stress, 0.0)
-    return Data(strain, stress, mask, float(raw["p0"]), raw["kinematics"])
+    coords = raw.get("coords")
+    return Data(strain, stress, mask, float(raw["p0"]), raw["kinematics"],
+                point_weights(raw, idx, sel, mask, stress), idx,
+                None if coords is None else np.asarray(coords, float)[idx])
 
 
 def split_points(n: int, fractions, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,6 +132,8 @@ class Calibration:
 
     def __init__(self, data: Data, init: dict, settings: Settings):
         self.data, self.s = data, settings
+        if settings.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {settings.optimizer!r}")
         self.surrogate = Surrogate(settings.model, data.strain, data.p0, settings.options,
                                    chunk_points=settings.chunk_points)
         names = self.surrogate.param_names
@@ -114,19 +144,28 @@ class Calibration:
         bounds = schema.bounds
         self.lower = torch.tensor([bounds[k][0] for k in names], dtype=torch.float64)
         self.upper = torch.tensor([bounds[k][1] for k in names], dtype=torch.float64)
+        self.param = parametrisation.make(settings.parametrisation, names, self.phi0, self.lower, self.upper)
         self.train, self.val, self.test = split_points(data.strain.shape[0], settings.split, settings.seed)
         self.target = torch.from_numpy(data.stress)
         self.mask = torch.from_numpy(data.mask)
+        self.weights = None if data.weights is None else torch.from_numpy(data.weights)
         self.history: list[dict] = []
-        self.best = {"val": np.inf, "epoch": -1, "phi": self.phi0.numpy().copy()}
+        self.best = {"val": np.inf, "epoch": -1, "phi": self.param.to_phi(self.param.initial()).numpy().copy()}
         self.interrupted = False
+        self.failure = None
         self.wall = 0.0
+        self.checkpoint_path = None
+        self.now = {"epoch": 0, "phi": self.best["phi"]}      # where an epoch is, for a failure message
+        self._t0 = time.perf_counter()
 
     # -- losses --------------------------------------------------------------------------------
+    def _w(self, points):
+        return None if self.weights is None else self.weights[points]
+
     def misfit_of(self, phi: torch.Tensor, points: np.ndarray) -> torch.Tensor:
         """Eq. 17 misfit of ``points`` at parameters ``phi`` (differentiable)."""
         pred = self.surrogate(phi, points)
-        return misfit(pred, self.target[points], self.mask)
+        return misfit(pred, self.target[points], self.mask, self._w(points))
 
     def eval_misfit(self, phi, points: np.ndarray) -> float:
         if len(points) == 0:
@@ -134,9 +173,15 @@ class Calibration:
         with torch.no_grad():
             return float(self.misfit_of(torch.as_tensor(phi, dtype=torch.float64), points))
 
+    def penalty(self, phi: torch.Tensor) -> torch.Tensor:
+        """Bound penalty of Eq. 18 (zero in the bounded parametrisation, which cannot leave the box)."""
+        if not self.param.penalised:
+            return torch.zeros((), dtype=torch.float64)
+        return bound_penalty(phi, self.lower, self.upper, self.s.penalty)
+
     def total_loss(self, phi: torch.Tensor, points: np.ndarray, gamma: float) -> tuple:
         m = self.misfit_of(phi, points)
-        pen = bound_penalty(phi, self.lower, self.upper, self.s.penalty)
+        pen = self.penalty(phi)
         return m + gamma * pen, m, pen
 
     def loss_and_val(self, phi: torch.Tensor, gamma: float) -> tuple:
@@ -145,14 +190,16 @@ class Calibration:
         pts = np.concatenate([self.train, self.val])
         pred = self.surrogate(phi, pts)
         n = len(self.train)
-        m = misfit(pred[:n], self.target[self.train], self.mask)
-        pen = bound_penalty(phi, self.lower, self.upper, self.s.penalty)
-        val = float(misfit(pred[n:].detach(), self.target[self.val], self.mask)) if len(self.val) else None
+        m = misfit(pred[:n], self.target[self.train], self.mask, self._w(self.train))
+        pen = self.penalty(phi)
+        val = (float(misfit(pred[n:].detach(), self.target[self.val], self.mask, self._w(self.val)))
+               if len(self.val) else None)
         return m + gamma * pen, m, pen, val
 
     # -- bookkeeping ---------------------------------------------------------------------------
-    def _record(self, epoch: int, phi: np.ndarray, train: float, gamma: float, penalty: float,
-                val: float | None = None) -> float:
+    def record(self, epoch: int, phi: np.ndarray, train: float, gamma: float, penalty: float,
+               val: float | None = None) -> float:
+        """Append one history row; keep the parameters of the lowest validation misfit."""
         if val is None:
             val = self.eval_misfit(phi, self.val) if len(self.val) else train
         row = {"epoch": epoch, "train_loss": train, "val_loss": val, "penalty": penalty, "gamma": gamma,
@@ -163,121 +210,64 @@ class Calibration:
             self.best = {"val": val, "epoch": epoch, "phi": np.array(phi, dtype=float)}
         return val
 
+    def save_checkpoint(self, epochs_done: int, state: dict, force: bool = False) -> None:
+        """Write the optimiser ``state`` with the history and best parameters every
+        ``checkpoint_every`` epochs (and when ``force``), if a checkpoint path is set."""
+        if self.checkpoint_path is None or not (force or epochs_done % max(self.s.checkpoint_every, 1) == 0):
+            return
+        checkpoint.save(self.checkpoint_path, {
+            "optimizer": self.s.optimizer, "epochs_done": epochs_done, "state": state,
+            "history": self.history, "best": self.best, "wall_s": time.perf_counter() - self._t0})
+
+    def _failure_line(self, exc: Exception, epoch: int, phi) -> str:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        values = ", ".join(f"{k}={float(v):.6g}" for k, v in zip(self.names, phi))
+        return f"epoch {epoch}: {type(exc).__name__}: {text} (parameters {values})"
+
     # -- optimisers ----------------------------------------------------------------------------
-    def run(self, progress: bool = True) -> dict:
+    def run(self, progress: bool = True, resume: dict | None = None, stop_after: int | None = None) -> dict:
+        """Optimise (from the checkpoint ``resume`` if given) until ``epochs``, or until ``stop_after``
+        epochs in total (then ``interrupted``); a failure inside an epoch ends the run with
+        ``failure`` set to one line naming the epoch and the parameters."""
         from tqdm import tqdm
 
-        self._t0 = time.perf_counter()
-        bar = tqdm(total=self.s.epochs, unit="epoch", disable=not progress, desc=f"calibrate {self.s.model}")
+        done = 0 if resume is None else resume["epochs_done"]
+        if resume is not None:
+            self.history, self.best = list(resume["history"]), dict(resume["best"])
+        self._t0 = time.perf_counter() - (resume["wall_s"] if resume else 0.0)
+        bar = tqdm(total=self.s.epochs, initial=done, unit="epoch", disable=not progress,
+                   desc=f"calibrate {self.s.model}")
+        loop = {"adam": optimisers.adam, "lbfgs": optimisers.lbfgs, "cmaes": optimisers.cmaes}[self.s.optimizer]
         try:
-            if self.s.optimizer == "adam":
-                self._adam(bar)
-            elif self.s.optimizer == "lbfgs":
-                self._lbfgs(bar)
-            elif self.s.optimizer == "cmaes":
-                self._cmaes(bar)
-            else:
-                raise ValueError(f"optimizer must be adam, lbfgs or cmaes, got {self.s.optimizer!r}")
+            self.interrupted = loop(self, bar, None if resume is None else resume["state"], stop_after)
         except KeyboardInterrupt:
             self.interrupted = True
             log.warning("interrupted: keeping the best parameters so far (epoch %d)", self.best["epoch"])
+        except Exception as exc:      # noqa: BLE001 - any failure inside an epoch is reported in one line
+            self.failure = self._failure_line(exc, self.now["epoch"], self.now["phi"])
+            log.debug("calibration failed", exc_info=True)
         finally:
             bar.close()
             self.wall = time.perf_counter() - self._t0
         return self.result()
 
-    def _batches(self, rng) -> list:
-        if not self.s.batch_points or self.s.batch_points >= len(self.train):
-            return [self.train]
-        perm = rng.permutation(self.train)
-        return [np.sort(perm[a:a + self.s.batch_points]) for a in range(0, len(perm), self.s.batch_points)]
-
-    def _adam(self, bar) -> None:
-        W = torch.ones(len(self.names), dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.Adam([W], lr=self.s.lr)
-        final = self.s.lr_final or self.s.lr
-        decay = torch.optim.lr_scheduler.ExponentialLR(opt, (final / self.s.lr) ** (1.0 / max(self.s.epochs - 1, 1)))
-        rng = np.random.default_rng(self.s.seed + 1)
-        for epoch in range(self.s.epochs):
-            gamma = gamma_schedule(epoch, self.s.epochs, self.s.gamma_max, self.s.gamma_min)
-            phi_epoch = (self.phi0 * W).detach().numpy().copy()
-            losses, pens, val = [], [], None
-            batches = self._batches(rng)
-            for points in batches:
-                opt.zero_grad()
-                if len(batches) == 1:
-                    loss, m, pen, val = self.loss_and_val(self.phi0 * W, gamma)
-                else:
-                    loss, m, pen = self.total_loss(self.phi0 * W, points, gamma)
-                loss.backward()
-                opt.step()
-                losses.append(m.item() * len(points))
-                pens.append(pen.item())
-            decay.step()
-            train = sum(losses) / len(self.train)
-            val = self._record(epoch, phi_epoch, train, gamma, pens[0], val)
-            bar.set_postfix(train=f"{train:.4g}", val=f"{val:.4g}")
-            bar.update(1)
-
-    def _lbfgs(self, bar) -> None:
-        """L-BFGS (strong Wolfe line search) on W over all training points; ``epochs`` caps the
-        number of loss-and-gradient evaluations, each recorded as one history row. The penalty
-        weight is fixed at ``gamma_max`` so that the line search sees one objective."""
-        W = torch.ones(len(self.names), dtype=torch.float64, requires_grad=True)
-        n = self.s.epochs
-        opt = torch.optim.LBFGS([W], lr=1.0, max_iter=n, max_eval=n, history_size=20,
-                                line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-15)
-        gamma = self.s.gamma_max
-        worst = [None]
-
-        def closure():
-            if len(self.history) >= n:
-                raise _BudgetSpent
-            opt.zero_grad()
-            phi = self.phi0 * W
-            loss, m, pen, val = self.loss_and_val(phi, gamma)
-            if not torch.isfinite(loss):  # a trial step left the model's domain: reject it
-                W.grad = torch.zeros_like(W)
-                return torch.tensor(worst[0] if worst[0] is not None else 1e30, dtype=torch.float64)
-            loss.backward()
-            worst[0] = max(worst[0] or 0.0, 1e3 * loss.item())
-            val = self._record(len(self.history), phi.detach().numpy().copy(), m.item(), gamma, pen.item(), val)
-            bar.set_postfix(train=f"{m.item():.4g}", val=f"{val:.4g}")
-            bar.update(1)
-            return loss
-
-        try:
-            opt.step(closure)
-        except _BudgetSpent:
-            pass
-
-    def _cmaes(self, bar) -> None:
-        import cma
-
-        lo = (self.lower / self.phi0).numpy()
-        hi = (self.upper / self.phi0).numpy()
-        es = cma.CMAEvolutionStrategy(np.ones(len(self.names)), 0.1,
-                                      {"bounds": [lo.tolist(), hi.tolist()], "seed": self.s.seed + 1,
-                                       "verbose": -9})
-        for epoch in range(self.s.epochs):
-            xs = es.ask()
-            fs = [self.eval_misfit(self.phi0.numpy() * np.asarray(x), self.train) for x in xs]
-            es.tell(xs, fs)
-            k = int(np.argmin(fs))
-            phi = self.phi0.numpy() * np.asarray(xs[k])
-            val = self._record(epoch, phi, float(fs[k]), 0.0, 0.0)
-            bar.set_postfix(train=f"{fs[k]:.4g}", val=f"{val:.4g}")
-            bar.update(1)
-
     # -- results -------------------------------------------------------------------------------
     def result(self) -> dict:
+        """Summary of the run: the best parameters, their misfits, the settings."""
         phi = self.best["phi"]
+        best_val = float(self.best["val"])
+        try:
+            train, test = self.eval_misfit(phi, self.train), self.eval_misfit(phi, self.test)
+        except Exception as exc:      # noqa: BLE001 - the best set itself fails: say so, keep the rest
+            train = test = float("nan")
+            log.warning("misfits of the best parameters not evaluated: %s", exc)
         return {
             "model": self.s.model, "params": dict(zip(self.names, map(float, phi))),
             "initial": dict(zip(self.names, map(float, self.phi0.numpy()))),
-            "best_epoch": self.best["epoch"], "best_val_loss": float(self.best["val"]),
-            "train_loss": self.eval_misfit(phi, self.train), "test_loss": self.eval_misfit(phi, self.test),
-            "epochs_run": len(self.history), "interrupted": self.interrupted, "wall_s": self.wall,
+            "best_epoch": self.best["epoch"], "best_val_loss": best_val if np.isfinite(best_val) else None,
+            "train_loss": train, "test_loss": test,
+            "epochs_run": len(self.history), "interrupted": self.interrupted, "failure": self.failure,
+            "wall_s": self.wall,
             "points": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
             "settings": {**asdict(self.s), "split": list(self.s.split)},
         }

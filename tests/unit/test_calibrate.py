@@ -91,7 +91,7 @@ def test_recovers_known_parameters_from_synthetic_data(ti_runtime):
     true = dict(CSUH.defaults)
     raw = synthetic_dataset("csuh", true, n_points=24, n_steps=120, amplitude=8e-5, seed=1, options=OPTS)
     start = {"kappa": 0.05, "lambda": 0.11, "N": 2.2, "Z": 0.75, "m": 1.4, "nu": 0.25, "e0": 0.6, "M": 1.5}
-    cal = Calibration(prepare_data(raw), start, Settings(epochs=30, lr=0.02, split=(0.75, 0.25, 0.0),
+    cal = Calibration(prepare_data(raw), start, Settings(epochs=30, lr=0.02, split=(0.75, 0.25, 0.0), parametrisation="paper",
                                                          options=OPTS))
     result = cal.run(progress=False)
     first = cal.history[0]["val_loss"]
@@ -113,6 +113,7 @@ def test_lbfgs_reaches_a_far_lower_misfit_with_the_same_gradients(ti_runtime):
     raw = synthetic_dataset("csuh", true, n_points=24, n_steps=120, amplitude=8e-5, seed=1, options=OPTS)
     start = {"kappa": 0.05, "lambda": 0.11, "N": 2.2, "Z": 0.75, "m": 1.4, "nu": 0.25, "e0": 0.6, "M": 1.5}
     cal = Calibration(prepare_data(raw), start, Settings(epochs=40, optimizer="lbfgs", split=(0.75, 0.25, 0.0),
+                                                         parametrisation="paper",
                                                          options=OPTS))
     result = cal.run(progress=False)
     assert len(cal.history) <= 40
