@@ -16,8 +16,8 @@ Memory: points are processed in chunks of ``chunk_points``; only one chunk's his
 and states at every step, with their adjoints) lives in Taichi fields at a time, so memory is
 bounded by ``chunk_points x n_steps`` whatever the number of points. Cost: the forward pass runs
 every chunk once; the backward pass runs each chunk's kernels' adjoints in reverse order from its
-stored history, re-running the chunk forward first unless its history is still in the fields (the
-last chunk of the forward pass). Measured in BENCHMARKS.md.
+stored history, chunks from the last to the first, re-running a chunk forward first unless its
+history is still in the fields (the last chunk of the forward pass). Measured in BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -90,17 +90,19 @@ class Surrogate:
         """sum(grad_stress * d stress / d params) per parameter (``param_names`` order)."""
         self.set_params(values)
         blocks, _ = self._blocks(points)
+        starts = np.cumsum([0] + [len(idx) for idx in blocks])
         total = np.zeros(len(self.param_names))
-        a = 0
-        for idx in blocks:
+        tag = np.asarray(values, dtype=float).tobytes()
+        for k in reversed(range(len(blocks))):        # the last block of the forward first: still in the fields
+            idx = blocks[k]
             w = np.zeros((self.chunk, self.strain.shape[1], 3, 3))
-            w[: len(idx), self.ends] = grad_stress[a:a + len(idx)]
-            a += len(idx)
+            w[: len(idx), self.ends] = grad_stress[starts[k]:starts[k + 1]]
             if not np.any(w):
                 continue
             self._load(idx)
-            fresh = self.fresh == (self.loaded, np.asarray(values, dtype=float).tobytes())
+            fresh = self.fresh == (self.loaded, tag)
             total += self.path.gradient(w, recompute=not fresh)[1]
+            self.fresh = (self.loaded, tag)           # the fields now hold this block's history
         return total
 
     def __call__(self, params: torch.Tensor, points=None) -> torch.Tensor:
