@@ -99,12 +99,13 @@ def _calibrate(stage: Stage, out: Path, arch: str, fp: str, resume: bool, progre
     p = stage.payload
     data = out / p["data_from"] / "dataset.h5"
     folder = stage.folder(out)
-    args = ["--data", str(data), "--out", str(folder), "--arch", arch, "--fp", fp,
-            "--progress" if progress else "--no-progress", *p["args"]]
-    if resume and folder.is_dir():
-        args.append("--resume")
-    elif folder.exists():
-        shutil.rmtree(folder)
+    common = ["--arch", arch, "--fp", fp, "--progress" if progress else "--no-progress"]
+    if resume and (folder / "calibration.json").is_file():
+        args = ["--resume", str(folder), *common]
+    else:
+        if folder.exists():
+            shutil.rmtree(folder)
+        args = ["--data", str(data), "--out", str(folder), *common, *p["args"]]
     try:
         calibrate.main(args=args, prog_name="engine calibrate", standalone_mode=False)
     except click.ClickException as exc:
