@@ -127,10 +127,17 @@ def _gains(study, t, maes: dict) -> list[str]:
             continue
         for base in surrogates.values():
             if base.calibration is None and base.model == s.model and maes.get(base.name):
-                lines.append(f"- gain of `{s.name}` over `{base.name}`: MAE {maes[base.name]:.4g} -> {maes[s.name]:.4g} "
-                             f"({maes[base.name] / maes[s.name]:.3g}x lower)" if maes[s.name] > 0 else
-                             f"- `{s.name}` matches the reference exactly")
+                lines.append(_gain_line(s.name, base.name, maes[base.name], maes[s.name]))
     return lines + ([""] if lines else [])
+
+
+def _gain_line(name: str, base: str, mae_base: float, mae: float) -> str:
+    """The gain MAE(base) / MAE(calibrated) in words: above 1 the calibration helped."""
+    if mae == 0:
+        return f"- `{name}` matches the reference exactly (`{base}`: MAE {mae_base:.4g})"
+    gain = mae_base / mae
+    verdict = "the calibration helped" if gain > 1 else "the calibration made it worse"
+    return f"- gain of `{name}` over `{base}`: MAE {mae_base:.4g} -> {mae:.4g}, gain {gain:.3g} ({verdict})"
 
 
 def _overlaps(study, runs: list[Stage], out: Path) -> list[str]:
