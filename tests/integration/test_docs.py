@@ -1,6 +1,6 @@
 """Every command of the ```bash blocks in README.md and docs/*.md runs as written, at a small size.
 
-The blocks of one file run in order in one temporary folder (``cases`` and ``assets`` linked from
+The blocks of one file run in order in one temporary folder (``cases``, ``assets``, ``studies`` linked from
 the repository), so a command may use what an earlier one wrote (a packing, a run folder, a
 calibration). ``engine`` commands run in this process through click's runner; ``python -c`` in a
 subprocess. Sizes are reduced by appending options (:data:`SMALL`: later ``--set`` keys win, and
@@ -32,6 +32,8 @@ pytest.importorskip("pyvista")
 EXCEPTIONS = [
     ("--arch cuda", "needs a CUDA GPU"),
     ("--gui", "needs a display and Vulkan (tests/integration/test_preview.py covers the window)"),
+    ("quick.toml --out study/", "the whole quick study, about 8 minutes (test_study.py runs a tiny study)"),
+    ("runs/ctc-...", "resumes the CUDA run of the line before"),
 ]
 # parts of `&&` chains that set up the environment this test already runs in, or run the suite itself
 SETUP = ("python3 -m venv", ". .venv/bin/activate", "pip install", "pytest")
@@ -140,7 +142,7 @@ def workdirs(tmp_path_factory):
     def get(doc: str) -> Path:
         if doc not in made:
             work = tmp_path_factory.mktemp(doc.replace(".", "_"))
-            for name in ("cases", "assets"):
+            for name in ("cases", "assets", "studies"):
                 (work / name).symlink_to(ROOT / name)
             made[doc] = work
         return made[doc]
