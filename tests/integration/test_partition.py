@@ -82,6 +82,7 @@ def wait_for_checkpoint(run: Path, proc, step: int, timeout: float = 120.0) -> d
     return json.loads((run / "run.json").read_text())
 
 
+@pytest.mark.slow                   # two FEM-DEM runs on Ray actors, about 60 s: pytest -m slow
 def test_killed_worker_stops_the_run_and_resume_with_three_workers(cluster, reference, tmp_path):
     out = tmp_path / "killed"
     proc = engine("run", CASE, *COMMON, "--workers", 2, "--address", cluster, "--out", out, wait=False)

@@ -100,6 +100,7 @@ def test_bad_study_files_are_refused_in_one_line(tmp_path, extra, message):
     assert message in r.stderr and str(path) in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow                   # the tiny study takes about 90 s: pytest -m slow
 def test_the_report_holds_the_numbers_of_engine_compare_on_the_same_runs(done, tmp_path):
     _, out, _ = done
     runs = [out / f"test-patch-{s}" for s in ("dem", "original", "calibrated")]
@@ -120,6 +121,7 @@ def test_the_report_holds_the_numbers_of_engine_compare_on_the_same_runs(done, t
     assert f"| M | {summary['initial']['M']:.5g} | {summary['params']['M']:.5g} |" in report
 
 
+@pytest.mark.slow                   # the tiny study takes about 90 s: pytest -m slow
 def test_a_rerun_skips_what_is_current_and_a_change_redoes_only_its_dependants(done, tmp_path):
     path, out, _ = done
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/curves.csv")}
@@ -133,6 +135,7 @@ def test_a_rerun_skips_what_is_current_and_a_change_redoes_only_its_dependants(d
                     "test-patch-original": "current", "test-patch-calibrated": "stale", "compare-patch": "stale"}
 
 
+@pytest.mark.slow                   # the tiny study takes about 90 s: pytest -m slow
 def test_an_interrupted_run_resumes_from_its_checkpoint_with_the_same_curves(done, tmp_path, monkeypatch):
     from engine.recorders import CheckpointRecorder
     from engine.study import jobs
@@ -161,6 +164,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_with_the_same_curves(don
     assert (work / stage.name / "curves.csv").read_bytes() == (out / stage.name / "curves.csv").read_bytes()
 
 
+@pytest.mark.slow                   # the tiny study takes about 90 s: pytest -m slow
 def test_a_failed_stage_blocks_its_dependants_and_lets_the_others_finish(done, tmp_path):
     path, out, _ = done
     work = tmp_path / "out"
@@ -178,6 +182,7 @@ def test_a_failed_stage_blocks_its_dependants_and_lets_the_others_finish(done, t
     assert "| test-patch-from-bad | not run" in (work / "report.md").read_text()
 
 
+@pytest.mark.slow                   # the tiny study takes about 90 s: pytest -m slow
 def test_ray_runs_independent_stages_in_parallel_with_the_serial_results(done, tmp_path):
     pytest.importorskip("ray")
     path, out, _ = done

@@ -113,7 +113,7 @@ def test_selection_filters_and_weights():
         prepare_data(raw, selection=Selection(component_weights=(1, 1)))
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+@pytest.mark.parametrize("optimizer", ["adam", pytest.param("lbfgs", marks=pytest.mark.slow)])
 def test_resume_equals_an_uninterrupted_run(ti_runtime, tmp_path, optimizer):
     from calibrate.job import Job, execute
     from calibrate.train import Settings
