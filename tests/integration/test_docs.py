@@ -182,6 +182,7 @@ def _check(doc: str, index: int, cmd: str, workdirs, slow: bool) -> None:
 
 
 @pytest.mark.parametrize("doc,index,cmd", _plan(False))
+@pytest.mark.slow                   # 40 s of CLI calls; pytest -m slow runs every doc command
 def test_doc_command(doc, index, cmd, workdirs):
     _check(doc, index, cmd, workdirs, slow=False)
 

@@ -32,7 +32,7 @@ def inside(history):
     return all(CSUH.bounds[k][0] <= h[k] <= CSUH.bounds[k][1] for h in history for k in CSUH.names)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+@pytest.mark.parametrize("optimizer", ["adam", pytest.param("lbfgs", marks=pytest.mark.slow)])
 def test_optimisers_stay_in_the_box_from_any_start(ti_runtime, optimizer):
     from calibrate.train import Calibration, Settings, prepare_data
 
