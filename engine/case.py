@@ -227,16 +227,20 @@ def apply_overrides(data: dict, overrides: list[str], path: Path) -> dict:
     return data
 
 
+def read_toml(path: Path, what: str = "case file", error=CaseError) -> dict:
+    """The TOML file ``path`` as a dictionary; ``error`` naming the file when missing or invalid."""
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
+
+
 def load_case(path: str | Path, overrides: list[str] | None = None) -> Case:
     """Read, override and validate a case file. Raises :class:`CaseError`."""
     path = Path(path)
-    if not path.is_file():
-        raise CaseError(f"{path}: case file not found")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise CaseError(f"{path}: not valid TOML: {exc}") from None
-    data = apply_overrides(data, overrides or [], path)
+    data = apply_overrides(read_toml(path), overrides or [], path)
     return validate(data, path)
 
 

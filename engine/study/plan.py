@@ -12,12 +12,11 @@ import copy
 import hashlib
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import __version__
-from engine.case import CaseError, apply_overrides, validate
+from engine.case import CaseError, apply_overrides, read_toml, validate
 from engine.study import cost
 from engine.study.spec import RunSpec, Study, StudyError
 
@@ -76,11 +75,7 @@ def _forced(overrides: dict) -> list[str]:
 
 def _case_data(spec: RunSpec, extra: dict, study: Study) -> dict:
     """The case dictionary with the entry's overrides, ``extra`` and the scale's FEM-DEM or surrogate set."""
-    try:
-        data = tomllib.loads(spec.case.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise StudyError(f"{spec.case}: not valid TOML: {exc}") from None
-    data = apply_overrides(data, [*spec.overrides, *_forced(extra)], spec.case)
+    data = apply_overrides(read_toml(spec.case, error=StudyError), [*spec.overrides, *_forced(extra)], spec.case)
     dem = data.get("material", {}).get("model") == "dem"
     return apply_overrides(data, list(study.scale.dem_set if dem else study.scale.surrogate_set), spec.case)
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.case import CaseError, _Table, parse_override
+from engine.case import CaseError, _Table, parse_override, read_toml
 from kernels import registry
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -88,13 +87,7 @@ class Study:
 def load_study(path: str | Path) -> Study:
     """Read and validate a study file. Raises :class:`StudyError`."""
     path = Path(path)
-    if not path.is_file():
-        raise StudyError(f"{path}: study file not found")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise StudyError(f"{path}: not valid TOML: {exc}") from None
-    return validate_study(data, path)
+    return validate_study(read_toml(path, "study file", StudyError), path)
 
 
 def validate_study(data: dict, path: Path) -> Study:
