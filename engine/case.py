@@ -84,6 +84,7 @@ class Case:
     geometry: str
     dt_safety: float
     mass_scaling: float | str
+    max_energy_ratio: float
     gravity: tuple | None
     mesh_file: Path
     mesh_scale: float
@@ -261,6 +262,8 @@ def validate(data: dict, path: Path) -> Case:
     dt_safety = run.get("dt_safety", float, 0.9, check=lambda v: 0 < v <= 1, allowed="0 < dt_safety <= 1")
     mass_scaling = run.get("mass_scaling", (float, "auto"), 1.0,
                            check=lambda v: v == "auto" or v >= 1.0, allowed='>= 1 or "auto"')
+    max_energy_ratio = run.get("max_energy_ratio", float, 0.05, check=lambda v: 0 < v < 1,
+                               allowed="0 < max_energy_ratio < 1")
     gravity = run.get("gravity", list, None)
     if gravity is not None:
         gravity = tuple(_check(g, float, where, "run.gravity[]") for g in gravity)
@@ -316,7 +319,7 @@ def validate(data: dict, path: Path) -> Case:
 
     return Case(path=path, name=name, steps=steps, dt=dt, kinematics=kinematics, geometry=geometry,
                 dt_safety=dt_safety,
-                mass_scaling=mass_scaling, gravity=gravity, mesh_file=mesh_file, mesh_scale=scale,
+                mass_scaling=mass_scaling, max_energy_ratio=max_energy_ratio, gravity=gravity, mesh_file=mesh_file, mesh_scale=scale,
                 thickness=thickness, material=material, p0=p0, damping=kind, alpha=alpha, c=c,
                 bcs=bcs, loads=loads, curves=curves, output=output, resolved=resolved,
                 source=_source(data, mesh_file))

@@ -22,6 +22,7 @@ from engine import __version__, runfolder
 from engine.boundary import BoundarySwitch
 from engine.case import Case, CaseError, apply_overrides, validate
 from engine.model import Model, build
+from engine.quasistatic import CELL_KEYS, MassScaling, QuasiStaticRecorder
 from engine.recorders import (CheckpointRecorder, CurveRecorder, DatasetRecorder, FrameRecorder,
                               PreviewRecorder, Step)
 from engine.recorders.base import Interval
@@ -71,6 +72,7 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
     model, start, old, timings = _set_up(case, out, resume, t0, cluster)
     info = _run_info(case, model, arch, start, timings, old)
     runfolder.write_json(out / runfolder.RUN_JSON, info)
+    masses = MassScaling(model, [h for h in (old or {}).get("mass_scaling_history", []) if h[0] <= start])
     recorders = _recorders(model, out, resume, start, on_frame, gui)
     s0 = Step(model, start, np.zeros(len(model.curve_names)))
     for r in recorders:
@@ -80,7 +82,7 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
     t_loop = time.perf_counter()
     status, message = "completed", ""
     try:
-        status, message = _loop(model, recorders, switch, start, info, progress)
+        status, message = _loop(model, recorders, switch, start, info, progress, masses)
     finally:
         for r in recorders:
             r.close()
@@ -91,7 +93,8 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
         done = info["steps_done"] - start
         timings["steps_per_s"] = done / timings["loop_s"] if timings["loop_s"] > 0 else None
         _close_material(model, info)
-        info.update(status=status, message=message)
+        info.update(status=status, message=message, mass_scaling_final=model.mass_scaling,
+                    mass_scaling_history=masses.history)
         runfolder.write_json(out / runfolder.RUN_JSON, info)
     if status in ("diverged", "failed"):
         again = f"; continue from its last checkpoint with engine run --resume {out}" if status == "failed" else ""
@@ -144,6 +147,9 @@ def _run_info(case: Case, model: Model, arch: str | None, start: int, timings: d
     }
     if hasattr(model.material, "info"):
         info["partition"] = model.material.info()
+    if hasattr(model.material, "step_report"):
+        kept = (old or {}).get("cells", {})
+        info["cells"] = {k: list(kept.get(k, []))[:start] for k in CELL_KEYS}
     if old is not None:
         info["history"] = old.get("history", []) + [{k: old.get(k) for k in ("steps_done", "status", "timings")}]
     return info
@@ -157,6 +163,7 @@ def _recorders(model: Model, out: Path, resume: bool, start: int, on_frame, gui:
     if case.output.dataset:
         recorders.append(DatasetRecorder(out, model, Interval(case.output.dataset_every),
                                          start if resume else None))
+    recorders.append(QuasiStaticRecorder(out, model, frames, append=resume))
     if case.output.vtk:
         recorders.append(FrameRecorder(out, model, frames, resumed=resume))
     if on_frame is not None:
@@ -173,14 +180,13 @@ def _recorders(model: Model, out: Path, resume: bool, start: int, on_frame, gui:
     return recorders
 
 
-def _checks(model: Model):
-    """The checks after every step and those at frames: callables ``(step) -> message or ''``."""
+def _checks(model: Model, masses: MassScaling):
+    """The checks after every step and those before the gated recorders: callables
+    ``(step) -> message or ''``."""
     every_step = [lambda s: _check_state(model, s.step, s.values)]
     if model.material_check is not None:
         every_step.insert(0, lambda s: model.material_check(s.step))
-    frames = Interval(model.case.output.every, model.case.steps)
-    at_frames = [lambda s: _check_stable(model, s.step) if frames(s.step) else ""]
-    return every_step, at_frames
+    return every_step, [lambda s: masses.check(s.step)]
 
 
 def _failure(checks: list, s: Step) -> str:
@@ -192,12 +198,15 @@ def _failure(checks: list, s: Step) -> str:
     return ""
 
 
-def _loop(model: Model, recorders: list, switch: BoundarySwitch, start: int, info: dict, progress: bool):
+def _loop(model: Model, recorders: list, switch: BoundarySwitch, start: int, info: dict, progress: bool,
+          masses: MassScaling):
     """Steps ``start + 1 .. run.steps``, checked and recorded; returns (status, message)."""
     from tqdm import tqdm
 
     case, fem = model.case, model.fem
-    every_step, at_frames = _checks(model)
+    every_step, at_frames = _checks(model, masses)
+    monitor = next(r for r in recorders if isinstance(r, QuasiStaticRecorder))
+    cells = info.get("cells")
     ungated = [r for r in recorders if not r.gated]
     gated = [r for r in recorders if r.gated]
     step = start
@@ -217,12 +226,17 @@ def _loop(model: Model, recorders: list, switch: BoundarySwitch, start: int, inf
                 return "diverged", bad
             for r in ungated:
                 r.on_step(s)
+            if cells is not None:
+                for k, v in model.material.step_report().items():
+                    cells[k].append(v)
             info["steps_done"] = step
             bad = _failure(at_frames, s)
             if bad:
                 return "diverged", bad
             for r in gated:
                 r.on_step(s)
+            if monitor.postfix:
+                bar.set_postfix_str(monitor.postfix, refresh=False)
             bar.update(1)
     except MaterialFailure as exc:
         return "failed", f"step {step}: {exc}"
@@ -231,20 +245,6 @@ def _loop(model: Model, recorders: list, switch: BoundarySwitch, start: int, inf
     finally:
         bar.close()
     return "completed", ""
-
-
-def _check_stable(model: Model, step: int) -> str:
-    """A message when a stiffening material made ``run.dt`` unstable (checked at frames)."""
-    wave = model.material.wave_modulus()
-    if wave <= model.wave_modulus:
-        return ""
-    dt_now = model.dt_crit * np.sqrt(model.mass_scaling * model.wave_modulus / wave)
-    if model.case.dt <= dt_now:
-        return ""
-    need = model.mass_scaling * (model.case.dt / dt_now) ** 2
-    return (f"step {step}: the material stiffened (constrained modulus {wave:.3g} Pa, "
-            f"{wave / model.wave_modulus:.3g} x the initial) and run.dt = {model.case.dt:g} s is above the "
-            f"stable step {dt_now:.3g} s; set run.mass_scaling >= {need:.3g} or lower run.dt_safety")
 
 
 def _check_state(model: Model, step: int, values: np.ndarray) -> str:

@@ -1,6 +1,7 @@
 """A run folder's names and formats.
 
 A run folder holds ``run.json`` (resolved case, versions, arch, timings, status), ``curves.csv``,
+``quasistatic.csv`` (energy ratio and mass scaling at frames, ``engine.quasistatic``),
 ``vtk/frame_NNNNNNN.vtu`` frames collected by ``fields.pvd``, optionally ``dataset.h5``
 (Gauss-point histories) and ``checkpoints/step_NNNNNNN.npz`` (the newest two). This module is the
 only one that knows these names; it writes and reads ``run.json``, ``fields.pvd`` and the
@@ -19,6 +20,7 @@ import numpy as np
 
 RUN_JSON = "run.json"
 CURVES = "curves.csv"
+QUASISTATIC = "quasistatic.csv"
 PVD = "fields.pvd"
 VTK_DIR = "vtk"
 DATASET = "dataset.h5"
@@ -106,15 +108,22 @@ def read_pvd(run_dir: Path) -> list:
 def truncate_outputs(out: Path, step: int, every: int) -> None:
     """Drop what an interrupted run wrote after its checkpoint at ``step``, and its last-step frame
     when that is off the ``output.every`` grid (the continued run would not have written it)."""
-    path = out / CURVES
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= step])
+    for name in (CURVES, QUASISTATIC):
+        _truncate_csv(out / name, step)
     for frame in (out / VTK_DIR).glob("frame_*.vtu"):
         n = int(frame.stem.split("_")[1])
         if n > step or n % every != 0:
             frame.unlink()
+
+
+def _truncate_csv(path: Path, step: int) -> None:
+    """Keep the header and the rows of steps <= ``step`` of a per-step CSV file (if it exists)."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= step])
 
 
 def write_checkpoint(model, out: Path, step: int) -> None:
@@ -124,7 +133,7 @@ def write_checkpoint(model, out: Path, step: int) -> None:
     arrays = {f"fem/{k}": v for k, v in model.fem.state().items()}
     arrays.update({f"material/{k}": v for k, v in model.material.snapshot().items()})
     tmp = folder / f"step_{step:07d}.tmp.npz"
-    np.savez(tmp, step=step, **arrays)
+    np.savez(tmp, step=step, mass_scaling=model.mass_scaling, **arrays)
     tmp.replace(folder / f"step_{step:07d}.npz")
     for old in sorted(folder.glob("step_*.npz"))[:-KEEP_CHECKPOINTS]:
         old.unlink()
@@ -143,6 +152,10 @@ def restore_checkpoint(model, path: Path) -> int:
         model.fem.load_state({k[4:]: z[k] for k in z.files if k.startswith("fem/")})
         model.material.restore({k[9:]: z[k] for k in z.files if k.startswith("material/")})
         step = int(z["step"])
+        scaling = float(z["mass_scaling"]) if "mass_scaling" in z.files else model.mass_scaling
+    if scaling != model.mass_scaling:                      # raised by variable mass scaling
+        model.fem.set_density(model.case.material.density * scaling)
+        model.mass_scaling = scaling
     if model.fem.updated:
         model.fem.update_geometry()
     return step

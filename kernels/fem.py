@@ -101,6 +101,9 @@ def critical_time_step(points: np.ndarray, cells: np.ndarray, wave_modulus: floa
     return float(dt)
 
 
+STATE_FIELDS = ("u", "v", "stress", "strain", "reaction", "work")
+
+
 @ti.data_oriented
 class ExplicitFEM:
     """State and kernels of one explicit FEM model.
@@ -126,8 +129,7 @@ class ExplicitFEM:
         self.n_gp = self.n_elem * self.ngp
         self.updated = bool(updated)
         self.volume = weight.copy()                              # (ne, ngp) m^3 (2D: area x thickness)
-        mass = np.zeros(self.n_nodes)
-        np.add.at(mass, cells, density * np.einsum("eg,ga->ea", weight, N))
+        self._cells, self._mass_shares = cells, np.einsum("eg,ga->ea", weight, N)
         dim, vec = self.dim, ti.types.vector(self.dim, real)
         self.X = ti.Vector.field(dim, real, shape=self.n_nodes)
         self.u = ti.Vector.field(dim, real, shape=self.n_nodes)
@@ -154,6 +156,8 @@ class ExplicitFEM:
         self.deps = ti.Matrix.field(3, 3, real, shape=self.n_gp)
         self.inverted = ti.field(ti.i32, shape=())
         self.nonfinite = ti.field(ti.i32, shape=())
+        self.work = ti.field(real, shape=self.n_gp)              # J: work of the stress on the strain, per point
+        self.energy = ti.field(real, shape=2)                    # J: kinetic, stress work (see measure_energy)
         dN_ref, _, w_ref = reference_element(self.npe, dim)
         self.dNdxi = ti.Matrix.field(self.npe, dim, real, shape=self.ngp)
         self.w_ref = ti.field(real, shape=self.ngp)
@@ -169,7 +173,7 @@ class ExplicitFEM:
         self.conn.from_numpy(cells.astype(np.int32))
         self.dNdx.from_numpy(dNdx.astype(runtime.np_real()))
         self.weight.from_numpy(weight.astype(runtime.np_real()))
-        self.mass.from_numpy(mass.astype(runtime.np_real()))
+        self.set_density(density)
 
     # ---- set-up -------------------------------------------------------------------------------
     def set_boundary(self, fixed: np.ndarray, v_fixed: np.ndarray) -> None:
@@ -193,6 +197,12 @@ class ExplicitFEM:
         self.curve_w_reaction.from_numpy(np.pad(w_reaction, ((0, pad), (0, 0), (0, 0))).astype(nr))
         self.curve_w_disp.from_numpy(np.pad(w_disp, ((0, pad), (0, 0), (0, 0))).astype(nr))
         self.curve_w_strain.from_numpy(np.pad(w_strain, ((0, pad), (0, 0), (0, 0))).astype(nr))
+
+    def set_density(self, density: float) -> None:
+        """Lumped nodal masses (kg) of the inertial ``density`` (kg/m^3, mass scaling included)."""
+        mass = np.zeros(self.n_nodes)
+        np.add.at(mass, self._cells, density * self._mass_shares)
+        self.mass.from_numpy(mass.astype(runtime.np_real()))
 
     def lumped_mass(self) -> np.ndarray:
         return self.mass.to_numpy()
@@ -267,17 +277,22 @@ class ExplicitFEM:
                     for j in ti.static(range(self.dim)):
                         G[i, j] += self.du[n][i] * self.dNdx[e, g][a, j]
                         H[i, j] += self.u[n][i] * self.dNdx[e, g][a, j]
-            self.deps[e * self.ngp + g] = 0.5 * (G + G.transpose())
+            k = e * self.ngp + g
+            d = 0.5 * (G + G.transpose())
+            self.deps[k] = d
+            self.work[k] = self.work[k] + 0.5 * self.weight[e, g] * (self.stress[k] * d).sum()
             if ti.static(not self.updated):
                 if H.determinant() <= 0.0:
                     self.inverted[None] += 1
 
     @ti.kernel
     def accumulate_strain(self):
-        """strain += deps; counts Gauss points whose new stress is not finite."""
+        """strain += deps and the other half of the step's work (trapezoidal rule: the work of the
+        mean of the old and new stress on deps); counts Gauss points whose new stress is not finite."""
         for k in self.strain:
             self.strain[k] += self.deps[k]
             s = self.stress[k]
+            self.work[k] = self.work[k] + 0.5 * self.weight[k // self.ngp, k % self.ngp] * (s * self.deps[k]).sum()
             ok = True
             for i, j in ti.static(ti.ndrange(3, 3)):
                 if not (ti.abs(s[i, j]) < ti.math.inf):
@@ -297,6 +312,29 @@ class ExplicitFEM:
                 acc += self.weight[e, k % self.ngp] * (self.curve_w_strain[c] * self.strain[k]).sum()
             self.curve_value[c] = acc
 
+    @ti.kernel
+    def measure_energy(self):
+        """energy[0] = kinetic energy sum_i m_i |v_i|^2 / 2 (J, inertial mass: scaling included);
+        energy[1] = the stress work since the start, summed over points in magnitude:
+        sum_k |W_k| with W_k the integral of sigma : d(eps) dV at point k (J). Point by point in
+        magnitude so that regions unloading (an active wall, released prestress: W_k < 0) and
+        regions loading do not cancel. Serial sums in a fixed order: the same result run to run."""
+        for _ in range(1):
+            kin = 0.0
+            for i in range(self.n_nodes):
+                kin += 0.5 * self.mass[i] * self.v[i].dot(self.v[i])
+            w = 0.0
+            for k in range(self.n_gp):
+                w += ti.abs(self.work[k])
+            self.energy[0] = kin
+            self.energy[1] = w
+
+    def energies(self) -> tuple[float, float]:
+        """(kinetic energy, stress work) in J (see :meth:`measure_energy`)."""
+        self.measure_energy()
+        e = self.energy.to_numpy()
+        return float(e[0]), float(e[1])
+
     def step(self, material, dt: float, alpha: float, c: float) -> None:
         """One explicit step (see module docstring)."""
         self.internal_force()
@@ -310,8 +348,10 @@ class ExplicitFEM:
     # ---- state --------------------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
         """Copies of the evolving fields (for output and checkpoints)."""
-        return {name: getattr(self, name).to_numpy() for name in ("u", "v", "stress", "strain", "reaction")}
+        return {name: getattr(self, name).to_numpy() for name in STATE_FIELDS}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        for name in ("u", "v", "stress", "strain", "reaction"):
-            getattr(self, name).from_numpy(state[name])
+        """Inverse of :meth:`state`; a checkpoint written before ``work`` existed starts it at 0."""
+        for name in STATE_FIELDS:
+            if name in state:
+                getattr(self, name).from_numpy(state[name])

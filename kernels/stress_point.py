@@ -27,7 +27,7 @@ from materials.csuh_integrator import substep, substep_count
 
 log = logging.getLogger(__name__)
 
-COUNTERS = ("steps", "substeps", "clipped", "plastic", "guard")
+COUNTERS = ("steps", "substeps", "clipped", "plastic", "guard", "apex")
 
 
 def _setup(model: str, p0: float, params, options: dict):
@@ -136,7 +136,9 @@ class StressPointBatch(_Common):
 
     @ti.func
     def _advance(self, sig_t, deps, st, C, A):
-        """One step for one point: tension-positive Pa in and out; returns counters too."""
+        """One step for one point: tension-positive Pa in and out; returns counters too. A step
+        that ends with a tensile mean stress returns the point to the apex, zero stress (the
+        models are cohesionless: a granular material cannot carry tension; counter ``apex``)."""
         s = -self.scale * sig_t
         de = -0.5 * (deps + deps.transpose())
         T, clipped = substep_count(de, A[A_EPSREF], A[A_LINEAR], ti.cast(A[A_NSUB], ti.i32),
@@ -147,13 +149,17 @@ class StressPointBatch(_Common):
             s, st, pl, gd = substep(self.phys, s, st, d, C)
             npl += ti.cast(pl, ti.i32)
             ngd += ti.cast(gd, ti.i32)
-        return -s / self.scale, st, T, ti.cast(clipped, ti.i32), npl, ngd
+        apex = 0
+        if s.trace() < 0.0:
+            s = ti.Matrix.zero(float, 3, 3)
+            apex = 1
+        return -s / self.scale, st, T, ti.cast(clipped, ti.i32), npl, ngd, apex
 
     @ti.kernel
     def _update(self, deps: ti.template(), stress: ti.template()):
         for i in range(self.n_points):
             C, A = self._consts()
-            sig, st, T, cl, npl, ngd = self._advance(stress[i], deps[i], self.state[i], C, A)
+            sig, st, T, cl, npl, ngd, apex = self._advance(stress[i], deps[i], self.state[i], C, A)
             stress[i] = sig
             self.state[i] = st
             self.wave[i] = self.phys.wave(-self.scale * sig, st, C)
@@ -162,6 +168,7 @@ class StressPointBatch(_Common):
             self.counters[2] += cl
             self.counters[3] += npl
             self.counters[4] += ngd
+            self.counters[5] += apex
 
     @ti.kernel
     def _history(self, strain: ti.template(), out: ti.template(), n_steps: ti.i32):
@@ -172,13 +179,14 @@ class StressPointBatch(_Common):
             eps_prev = ti.Matrix.zero(float, 3, 3)
             for t in range(n_steps):
                 eps = strain[i, t]
-                sig2, st2, T, cl, npl, ngd = self._advance(sig, eps - eps_prev, st, C, A)
+                sig2, st2, T, cl, npl, ngd, apex = self._advance(sig, eps - eps_prev, st, C, A)
                 sig, st, eps_prev = sig2, st2, eps
                 out[i, t] = sig
                 self.counters[1] += T
                 self.counters[2] += cl
                 self.counters[3] += npl
                 self.counters[4] += ngd
+                self.counters[5] += apex
             self.state[i] = st
             self.wave[i] = self.phys.wave(-self.scale * sig, st, C)
 
@@ -239,7 +247,7 @@ class StressPointBatch(_Common):
         return ""
 
     def counts(self) -> dict:
-        """Event counters: steps, substeps, clipped (T hit t_max), plastic sub-steps, guard events."""
+        """Event counters: steps, substeps, clipped (T hit t_max), plastic sub-steps, guard events, apex returns (tensile mean stress set to zero)."""
         return dict(zip(COUNTERS, self.counters.to_numpy().tolist()))
 
     def diagnostics(self, stress: np.ndarray) -> dict:

@@ -110,6 +110,10 @@ def substep(model: ti.template(), sig, st, de, C):
     guard = den <= floor
     den = ti.max(den, floor + 1e-30)
     dlam = ti.max(0.0, ddot(nfd, de_pl) / den)
+    # Past a limit point (guard) the multiplier is unbounded: the plastic strain may take at most
+    # the whole remaining increment, |dlam n_g| <= |de_pl| (the spec's floor alone gave 1e9-fold).
+    most = ti.sqrt(ddot(de_pl, de_pl) + 1e-30) / ti.sqrt(ddot(ng, ng) + 1e-30)
+    dlam = ti.select(guard, ti.min(dlam, most), dlam)
     sig_new = sig_m + dmap(Km, Gm, de_pl - dlam * ng)
     st_new = model.volume_update(st_m, dev, 1.0 - r) + dlam * dst
     return sig_new, st_new, dlam > 0.0, guard & (dlam > 0.0)
