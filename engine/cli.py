@@ -37,7 +37,10 @@ def main(verbose):
               help="Ray actors sharing the DEM cells (overrides material.dem.workers; 1: no Ray).")
 @click.option("--address", default=None, metavar="HOST:PORT",
               help="Ray cluster of the DEM workers (default: a local one is started).")
-def run(case_file, overrides, out, arch, fp, progress, gui, field, resume_dir, workers, address):
+@click.option("--dry-run", is_flag=True,
+              help="Print the stable step, mass scaling, strain per step, DEM steps, expected cost and "
+                   "whether the run is quasi-static (from a few timed steps); write nothing.")
+def run(case_file, overrides, out, arch, fp, progress, gui, field, resume_dir, workers, address, dry_run):
     """Run the boundary value problem of CASE_FILE (TOML), or continue one with --resume RUN_DIR."""
     from engine.case import CaseError, load_case
     from engine.driver import Diverged, default_run_dir, load_run_case
@@ -52,6 +55,9 @@ def run(case_file, overrides, out, arch, fp, progress, gui, field, resume_dir, w
         fail(str(exc))
     if resume_dir and out and out != resume_dir:
         fail("--out cannot be combined with --resume (a run continues in its own folder)")
+    if dry_run:
+        _dry_run(case, arch, fp)
+        return
     out = resume_dir or out or default_run_dir(case)
     used = start_backend(arch, fp)
     try:
@@ -70,6 +76,18 @@ def run(case_file, overrides, out, arch, fp, progress, gui, field, resume_dir, w
     t = info["timings"]
     click.echo(f"{case.name}: {info['steps_done']} steps in {t['total_s']:.1f} s "
                f"({t['steps_per_s']:.3g} steps/s) -> {out}")
+
+
+def _dry_run(case, arch, fp) -> None:
+    """``engine run --dry-run``: the plan of ``case`` (``engine.dryrun``); nothing is written."""
+    from engine.case import CaseError
+    from engine.dryrun import plan
+
+    start_backend(arch, fp)
+    try:
+        plan(case, echo=click.echo)
+    except CaseError as exc:
+        fail(str(exc))
 
 
 @main.group()

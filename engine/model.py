@@ -60,6 +60,38 @@ def make_material(case: Case, n_points: int, kinematics: str, dim: int, points_p
     return batch
 
 
+MAX_STEP_DISPLACEMENT = 0.1   # prescribed displacement per step, as a fraction of the element's size
+
+
+def step_displacement(case: Case, mesh: Mesh, v_fixed: np.ndarray) -> tuple[float, int]:
+    """The largest prescribed displacement of one step (``run.dt`` times the prescribed velocity,
+    m) over the size of an element holding that node (sqrt of its area in 2D, cube root of its
+    volume in 3D), and that element: (ratio, element index; -1 when nothing moves)."""
+    du = np.linalg.norm(v_fixed, axis=1) * case.dt
+    if not du.any():
+        return 0.0, -1
+    x = mesh.points[mesh.cells]
+    if mesh.dim == 2:
+        a, b = x[:, 1] - x[:, 0], x[:, 2] - x[:, 0]
+        size = np.sqrt(np.abs(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]) / 2)
+    else:
+        size = np.cbrt(np.prod(np.ptp(x, axis=1), axis=1))
+    ratio = du[mesh.cells].max(axis=1) / size
+    k = int(np.argmax(ratio))
+    return float(ratio[k]), k
+
+
+def _check_step_displacement(case: Case, mesh: Mesh, v_fixed: np.ndarray) -> None:
+    """Refuse a ``run.dt`` whose prescribed displacement per step is a sizeable part of an element:
+    no mass scaling makes such a step quasi-static; elements would invert within a few steps."""
+    ratio, k = step_displacement(case, mesh, v_fixed)
+    if ratio > MAX_STEP_DISPLACEMENT:
+        most = case.dt * MAX_STEP_DISPLACEMENT / ratio
+        raise CaseError(f"{case.where('run.dt')} = {case.dt:g} s moves the prescribed nodes of element {k} by "
+                        f"{ratio:.3g} of its size in one step (at most {MAX_STEP_DISPLACEMENT:g}): lower run.dt "
+                        f"to <= {most:.3g} s and raise run.steps to keep the same loading")
+
+
 def build(case: Case, cluster: str | None = None) -> Model:
     """Set up mesh, FEM fields, material, boundary conditions, loads and curves for ``case``
     (``cluster``: the Ray address for a DEM material partitioned over workers)."""
@@ -96,7 +128,9 @@ def build(case: Case, cluster: str | None = None) -> Model:
                       updated=case.geometry == "updated")
     fem.set_stress(material.initial_stress())
     bcs = resolve_bcs(case, mesh)
-    fem.set_boundary(*boundary_at(bcs, mesh.n_nodes, mesh.dim))
+    fixed, v_fixed = boundary_at(bcs, mesh.n_nodes, mesh.dim)
+    _check_step_displacement(case, mesh, v_fixed)
+    fem.set_boundary(fixed, v_fixed)
     f_ext = pressure_forces(case, mesh, thickness)
     if case.gravity is not None:
         if len(case.gravity) != mesh.dim:
