@@ -12,6 +12,10 @@ step       (n_rows,)                      step of each row; row t holds the stat
 coords     (n_points, dim)                Gauss-point coordinates in the reference mesh, m
 element    (n_points,)                    element index
 gp         (n_points,)                    Gauss-point index within the element
+loose      (n_points, n_rows) int8        DEM cells only: 1 where the cell had no contact left
+                                          (zero stress) after that step
+capped     (n_points, n_rows) int8        DEM cells only: 1 where the cell did not relax below
+                                          ``material.dem.tol`` within ``cap`` steps
 ========== ============================== =====================================================
 
 Attributes: ``p0`` (initial mean pressure, Pa, compression positive), ``kinematics``
@@ -49,10 +53,11 @@ class DatasetWriter:
 
     def __init__(self, path: Path, coords: np.ndarray, element: np.ndarray, gp: np.ndarray,
                  attrs: dict, dtype=np.float64, resume_step: int | None = None,
-                 undefined_out_of_plane: bool = False):
+                 undefined_out_of_plane: bool = False, flags: tuple = ()):
         import h5py
 
         self.undefined_out_of_plane = undefined_out_of_plane
+        self.flags = tuple(flags)
         self.path = Path(path)
         if resume_step is None:
             self.file = h5py.File(self.path, "w")
@@ -61,6 +66,9 @@ class DatasetWriter:
                 self.file.create_dataset(name, shape=(n, 0, 3, 3), maxshape=(n, None, 3, 3), dtype=dtype,
                                          chunks=(min(n, 1024), 16, 3, 3))
             self.file.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64)
+            for name in self.flags:
+                self.file.create_dataset(name, shape=(n, 0), maxshape=(n, None), dtype=np.int8,
+                                         chunks=(min(n, 1024), 16))
             self.file["coords"] = coords
             self.file["element"] = element
             self.file["gp"] = gp
@@ -69,12 +77,13 @@ class DatasetWriter:
         else:
             self.file = h5py.File(self.path, "a")
             keep = int(np.searchsorted(self.file["step"][:], resume_step, side="right"))
-            for name in ("strain", "stress", "step"):
+            for name in ("strain", "stress", "step", *self.flags):
                 ds = self.file[name]
                 ds.resize(keep, axis=1 if name != "step" else 0)
 
-    def append(self, step: int, strain: np.ndarray, stress: np.ndarray) -> None:
-        """Add the state after ``step``: ``strain``, ``stress`` (n_points, 3, 3)."""
+    def append(self, step: int, strain: np.ndarray, stress: np.ndarray, flags: dict | None = None) -> None:
+        """Add the state after ``step``: ``strain``, ``stress`` (n_points, 3, 3) and the per-point
+        ``flags`` named at creation (name -> (n_points,) bool)."""
         rows = self.file["step"].shape[0]
         if self.undefined_out_of_plane:
             stress = stress.copy()
@@ -84,6 +93,10 @@ class DatasetWriter:
             ds = self.file[name]
             ds.resize(rows + 1, axis=1)
             ds[:, rows] = value
+        for name in self.flags:
+            ds = self.file[name]
+            ds.resize(rows + 1, axis=1)
+            ds[:, rows] = np.asarray(flags[name], dtype=np.int8)
         self.file["step"].resize(rows + 1, axis=0)
         self.file["step"][rows] = step
         self.file.flush()

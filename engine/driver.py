@@ -147,7 +147,7 @@ def _run_info(case: Case, model: Model, arch: str | None, start: int, timings: d
     }
     if hasattr(model.material, "info"):
         info["partition"] = model.material.info()
-    if hasattr(model.material, "step_report"):
+    if model.material.step_report():
         kept = (old or {}).get("cells", {})
         info["cells"] = {k: list(kept.get(k, []))[:start] for k in CELL_KEYS}
     if old is not None:

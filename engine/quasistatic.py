@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 WARMUP = 0.05            # fraction of the steps before the energy ratio is judged (start-up transient)
 CHECK_EVERY = 10         # steps between stable-step checks
-CELL_KEYS = ("loose", "capped", "relax_mean", "relax_max")
+CELL_KEYS = ("loose", "capped", "relax_mean", "relax_max", "inertia_max")
+MAX_INERTIA = 1e-3       # DEM cells: quasi-static regime of dense granular flow, I < 1e-3 (GDR MiDi 2004)
 
 
 class MassScaling:
@@ -99,10 +100,10 @@ class QuasiStaticRecorder(Recorder):
 
     def __init__(self, run_dir: Path, model, due: Interval, append: bool = False):
         self.model, self.due = model, due
-        self.cells = hasattr(model.material, "step_report")
+        self.cells = bool(model.material.step_report())
         self.limit = model.case.max_energy_ratio
         self.warm = max(1, int(WARMUP * model.case.steps))
-        self.warned = False
+        self.warned = self.warned_inertia = False
         self.postfix = ""
         self.file = open(run_dir / QUASISTATIC, "a" if append else "w", newline="")
         self.writer = csv.writer(self.file)
@@ -124,12 +125,21 @@ class QuasiStaticRecorder(Recorder):
             self.file.flush()
             self.postfix = f"KE/IE {ratio:.2g}, mass x{self.model.mass_scaling:.3g}"
             if self.cells:
-                self.postfix += f", loose {report.get('loose', 0)}, capped {report.get('capped', 0)}"
+                self.postfix += (f", loose {report['loose']}, capped {report['capped']}, "
+                                 f"relax {report['relax_mean']:.3g}, I {report['inertia_max']:.2g}")
+                self._judge_inertia(s.step, report["inertia_max"])
             if s.step >= self.warm and ratio > self.limit and not self.warned:
                 self.warned = True
                 log.warning("step %d: kinetic energy is %.3g of the internal energy (above run.max_energy_ratio "
                             "= %g): the run is no longer quasi-static; use more run.steps (smaller dt, the "
                             "same loading), more damping, or a lower run.mass_scaling", s.step, ratio, self.limit)
+
+    def _judge_inertia(self, step: int, inertia: float) -> None:
+        if inertia > MAX_INERTIA and not self.warned_inertia:
+            self.warned_inertia = True
+            log.warning("step %d: a DEM cell is loaded at inertia number %.3g (above %g, the quasi-static "
+                        "regime): its stress is rate-dependent; raise material.dem.steps_per_increment",
+                        step, inertia, MAX_INERTIA)
 
     def close(self) -> None:
         self.file.close()

@@ -64,9 +64,11 @@ class CellWorker:
         return out
 
     def reports(self) -> dict:
-        """Per-cell results of the last update: unbalanced ratio, DEM steps, contacts, cap hit."""
+        """Per-cell results of the last update: unbalanced ratio, DEM steps, contacts, cap hit,
+        inertia number."""
         b = self.batch
-        return {"unbalanced": b.unbalanced, "steps": b.steps_used, "contacts": b.contacts, "cap": b._cap}
+        return {"unbalanced": b.unbalanced, "steps": b.steps_used, "contacts": b.contacts, "cap": b._cap,
+                "inertia": b.inertia}
 
     def snapshot(self) -> dict:
         return self.batch.snapshot()

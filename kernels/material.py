@@ -41,6 +41,14 @@ class MaterialBatch(Protocol):
     def diagnostics(self, stress: np.ndarray) -> dict:
         """Model diagnostics at ``stress`` (n_points, 3, 3) and the current state: name -> (n_points,)."""
 
+    def step_report(self) -> dict:
+        """Counts of the last update shown in the progress line and kept per step in ``run.json``
+        (DEM cells: loose, capped, relaxation steps, inertia number); {} for models without them."""
+
+    def point_flags(self) -> dict:
+        """Per-point flags of the last update (name -> (n_points,) bool), written to datasets and
+        VTK frames (DEM cells: loose, capped); {} for models without them."""
+
 
 class StatelessBatch:
     """Defaults for a batch without internal state that starts from -p0 I: subclasses set
@@ -62,4 +70,10 @@ class StatelessBatch:
         return ""
 
     def diagnostics(self, stress: np.ndarray) -> dict:
+        return {}
+
+    def step_report(self) -> dict:
+        return {}
+
+    def point_flags(self) -> dict:
         return {}

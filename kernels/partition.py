@@ -67,7 +67,8 @@ class PartitionedBatch(CellReports):
     def __init__(self, config, request):
         s = config.settings
         self.n_cells, self.dim = request.n_points, request.dim
-        self.cap, self.on_cap, self.points_per_element = s.cap, s.on_cap, request.points_per_element
+        self._init_reports(s.cap, s.on_cap, s.max_capped, s.steps_per_increment)
+        self.points_per_element = request.points_per_element
         packings = [load_packing(p) for p in s.packing]
         slices = placement.split(request.n_points, s.workers)
         ray = connect(request.cluster)
@@ -129,6 +130,7 @@ class PartitionedBatch(CellReports):
         self.steps_used = np.concatenate([r["steps"] for r in results])
         self.contacts = np.concatenate([r["contacts"] for r in results])
         self._cap = np.concatenate([r["cap"] for r in results])
+        self.inertia = np.concatenate([r["inertia"] for r in results])
 
     def update(self, deps, stress) -> None:
         """Send every slice its increments (n, 3, 3), then gather and write back the stresses (Pa)."""
@@ -148,7 +150,6 @@ class PartitionedBatch(CellReports):
         t["gather_s"] += t2 - t1 - self._waited
         t["compute_max_s"] += max(r["compute_s"] for r in results)
         t["update_s"] += t2 - t0
-        self._warn_cap()
 
     def timings(self) -> dict:
         """Totals of the exchange (s) and their means per macro step; ``overhead`` is an update's

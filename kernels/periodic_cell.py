@@ -44,7 +44,6 @@ from kernels.dem_contacts import ContactForces
 from kernels.dem_neighbors import OVERFLOW_LIST, OVERFLOW_MIRROR, OVERFLOW_THIN, VerletLists
 from materials import contact as law
 
-BIG = 1e30  # unbalanced-force ratio of a cell without contacts
 # On the CPU a batch of at most this many particle slots runs its loops on one thread: a parallel
 # loop costs a thread-pool round trip (measured 5-60 us per loop on the 2-core VM), more than the
 # work of a small batch (about 0.1 us per particle-step). Only where the serial loops give the
@@ -331,7 +330,9 @@ class PeriodicCells:
     @ti.kernel
     def measure(self):
         """Love-Weber stress (tension positive, Pa) and YADE's unbalanced-force ratio of the active
-        cells (an inactive cell has not moved since it was last measured)."""
+        cells (an inactive cell has not moved since it was last measured). A cell without contact
+        forces (``n_contacts = 0``: loose) has zero stress and an unbalanced ratio of 0: no force
+        acts on its particles, so there is nothing to relax."""
         ti.loop_config(serialize=self.serial)
         for c, i in ti.ndrange(self.n_cells, self.max_p):
             sig = ti.Matrix.zero(self.real, self.dim, self.dim)
@@ -372,7 +373,7 @@ class PeriodicCells:
             vol *= self.thickness[c]
         self.stress[c] = sig / vol
         self.n_contacts[c] = ncon
-        self.unbalanced[c] = BIG
+        self.unbalanced[c] = 0.0        # no contact force at all (a loose cell): nothing is unbalanced
         if ncon > 0 and fc > 0.0:
             self.unbalanced[c] = (fp / self.npart[c]) / (fc / ncon)
 

@@ -163,7 +163,8 @@ def _builtin() -> None:
     register(ModelSpec(ParamSchema("dem", params=()), build="kernels.partition:build_cells",
                        configure="kernels.rve_batch:configure", point_tests=False,
                        summary="DEM cells (periodic disk/sphere packings) at every Gauss point",
-                       diagnostics=("unbalanced", "steps"), out_of_plane_2d=False))
+                       diagnostics=("unbalanced", "steps", "contacts", "loose", "capped", "inertia"),
+                       out_of_plane_2d=False))
 
 
 _builtin()

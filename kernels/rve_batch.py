@@ -37,6 +37,7 @@ DEM_OPTIONS = (
     Option("tol", "real", lambda v: v > 0, 0.01, text="> 0"),
     Option("cap", "count", lambda v: v >= 0, 2000, text=">= 0 steps"),
     Option("on_cap", "choice", ("stop", "warn"), "stop"),
+    Option("max_capped", "real", lambda v: 0 <= v <= 1, 0.05, text="0 <= max_capped <= 1 (fraction of the cells)"),
     Option("young", "real", lambda v: v > 0, None, text="> 0 Pa"),
     Option("poisson", "real", lambda v: v > 0, None, text="> 0 (ks/kn)"),
     Option("friction", "real", lambda v: v >= 0, None, text=">= 0 rad"),
@@ -52,7 +53,7 @@ CONTACT_KEYS = ("young", "poisson", "friction", "damping", "density", "dt_safety
 @dataclass(frozen=True)
 class DEMSettings:
     """``material.model = "dem"``: template packing files, the Gauss-point call's controls
-    (``steps_per_increment``, ``tol``, ``cap``, ``on_cap``), contact constants overriding the
+    (``steps_per_increment``, ``tol``, ``cap``, ``on_cap``, ``max_capped``), contact constants overriding the
     packings' (``overrides``; units as in docs/cases.md) and ``workers``, the Ray actors the cells
     are partitioned over (``kernels.partition``; 1: all cells in this process)."""
     packing: tuple
@@ -61,6 +62,7 @@ class DEMSettings:
     cap: int
     on_cap: str
     overrides: dict
+    max_capped: float = 0.05
     workers: int = 1
 
     @classmethod
@@ -82,7 +84,7 @@ class DEMSettings:
         """The settings that decide the results (``workers`` does not, and is left out: a run's
         outputs, dataset attributes included, are the same for any partition)."""
         return {"packing": list(self.packing), "steps_per_increment": self.steps_per_increment, "tol": self.tol,
-                "cap": self.cap, "on_cap": self.on_cap, "overrides": dict(self.overrides)}
+                "cap": self.cap, "on_cap": self.on_cap, "max_capped": self.max_capped, "overrides": dict(self.overrides)}
 
 
 def _packing_paths(value, where: str, base_dir) -> tuple:
@@ -112,7 +114,8 @@ def build_cells(config, request, first_cell: int = 0, packings: list | None = No
         packings = [load_packing(p) for p in settings.packing]
     batch = RVEBatch(packings, request.n_points, request.dim, settings.steps_per_increment, settings.tol,
                      settings.cap, {**settings.overrides, "p0": request.p0 or 100e3}, first_cell=first_cell)
-    batch.on_cap, batch.points_per_element = settings.on_cap, request.points_per_element
+    batch.on_cap, batch.max_capped = settings.on_cap, settings.max_capped
+    batch.points_per_element = request.points_per_element
     return batch
 
 
@@ -135,47 +138,91 @@ def voigt_moduli(cells: PeriodicCells) -> np.ndarray:
 
 class CellReports:
     """What the FEM reads of a DEM batch after an update, from per-cell numpy arrays: ``unbalanced``,
-    ``steps_used``, ``contacts`` and ``_cap`` (relaxation cap hit), with ``cap``, ``on_cap``,
-    ``n_cells`` and ``points_per_element``. Shared by :class:`RVEBatch` and the partitioned batch."""
+    ``steps_used``, ``contacts``, ``_cap`` (relaxation cap hit) and ``inertia`` (inertia number of
+    the loading), with ``cap``, ``on_cap``, ``max_capped``, ``steps_per_increment``, ``n_cells`` and
+    ``points_per_element``. Shared by :class:`RVEBatch` and the partitioned batch.
+
+    Policy (docs/cases.md, "Cells that lose contact or relax slowly"):
+
+    * a **loose** cell (no contact force left: a cohesionless packing pulled apart) carries zero
+      stress, is flagged, and keeps being advanced by its strain increments, so that it can form
+      contacts again under compression; it never stops a run;
+    * a **capped** cell (not relaxed below ``tol`` within ``cap`` steps) carries the stress it has
+      at the end of its relaxation, flagged; the run stops (``on_cap = "stop"``) only when more than
+      ``max_capped`` of the cells are capped in one macro step (``on_cap = "warn"``: never).
+
+    A warning names the Gauss points when the number of loose or capped cells reaches a new high.
+    """
+
+    WARN_POINTS = 5      # Gauss points named in a warning
+
+    def _init_reports(self, cap: int, on_cap: str, max_capped: float, steps_per_increment: int) -> None:
+        self.cap, self.on_cap, self.max_capped = int(cap), on_cap, float(max_capped)
+        self.steps_per_increment = int(steps_per_increment)
+        self.points_per_element = 1
+        self._warned = {"loose": 0, "capped": 0}
 
     def cap_hit(self) -> np.ndarray:
         """Indices of the cells that hit the relaxation cap in the last update."""
         return np.nonzero(self._cap)[0]
 
     def lost_contacts(self) -> np.ndarray:
-        """Indices of the cells left without any contact by the last update (zero stress)."""
+        """Indices of the loose cells: left without any contact by the last update (zero stress)."""
         return np.nonzero(self.contacts == 0)[0]
 
-    def _warn_cap(self) -> None:
-        if self._cap.any():
-            log.warning("%d of %d RVE cells hit the relaxation cap (%d steps; unbalanced up to %.3g)",
-                        int(self._cap.sum()), self.n_cells, self.cap, float(self.unbalanced[self._cap].max()))
+    def step_report(self) -> dict:
+        """Counts of the last update: loose and capped cells, relaxation steps (after the
+        ``steps_per_increment`` loading steps) mean and max, the largest inertia number of the
+        cells that carry load (``inertia_max``; see :meth:`RVEBatch._finish`)."""
+        relax = np.maximum(self.steps_used - self.steps_per_increment, 0)
+        live = self.contacts > 0
+        return {"loose": int((~live).sum()), "capped": int(self._cap.sum()),
+                "relax_mean": float(relax.mean()) if relax.size else 0.0,
+                "relax_max": int(relax.max()) if relax.size else 0,
+                "inertia_max": float(self.inertia[live].max()) if live.any() else 0.0}
+
+    def point_flags(self) -> dict:
+        """Per-cell flags of the last update, for datasets and VTK frames: ``loose``, ``capped``."""
+        return {"loose": self.contacts == 0, "capped": self._cap.copy()}
+
+    def _where(self, cells: np.ndarray) -> str:
+        pts = ", ".join(f"{int(k)} (element {int(k) // self.points_per_element})"
+                        for k in cells[: self.WARN_POINTS])
+        return pts + (", ..." if len(cells) > self.WARN_POINTS else "")
+
+    def _warn_new_high(self, kind: str, cells: np.ndarray, step: int, text: str) -> None:
+        if len(cells) > self._warned[kind]:
+            self._warned[kind] = len(cells)
+            log.warning("step %d: %d of %d RVE cells %s; Gauss points %s", step, len(cells), self.n_cells,
+                        text, self._where(cells))
 
     def check(self, step: int) -> str:
-        """A cell left without contacts stops the run (its zero stress is not a packing's); cells
-        that hit the relaxation cap in the last update stop it too (``on_cap = "stop"``, returns
-        the message) or are reported (``"warn"``, returns '')."""
-        lost = self.lost_contacts()
-        if len(lost):
-            k = int(lost[0])
-            return (f"step {step}: {len(lost)} RVE cell(s) lost every contact, first at Gauss point {k} "
-                    f"(element {k // self.points_per_element}): the packing came apart and its stress is "
-                    "zero; use smaller strain increments (more run.steps) or a denser packing")
+        """After each update: warn when the loose or capped cells reach a new high; the message
+        that stops the run when more than ``max_capped`` of the cells are capped (``on_cap =
+        "stop"``), else ''."""
+        self._warn_new_high("loose", self.lost_contacts(), step,
+                            "are loose (no contact left; zero stress, still advanced)")
         hit = self.cap_hit()
         if not len(hit):
             return ""
-        k = int(hit[0])
-        msg = (f"step {step}: {len(hit)} RVE cell(s) did not reach equilibrium within material.cap = "
-               f"{self.cap} relaxation steps, first at Gauss point {k} (element {k // self.points_per_element}, "
-               f"unbalanced-force ratio {self.unbalanced[k]:.3g} > material.tol)")
-        if self.on_cap == "stop":
-            return msg + "; raise material.cap or material.steps_per_increment, or set material.on_cap = 'warn'"
-        log.warning("%s", msg)
+        worst = float(self.unbalanced[hit].max())
+        if self.on_cap == "stop" and len(hit) > self.max_capped * self.n_cells:
+            return (f"step {step}: {len(hit)} of {self.n_cells} RVE cells did not reach equilibrium within "
+                    f"material.cap = {self.cap} relaxation steps (more than material.max_capped = "
+                    f"{self.max_capped:g} of the cells), Gauss points {self._where(hit)}, unbalanced-force ratio "
+                    f"up to {worst:.3g} > material.tol; raise material.cap or material.steps_per_increment, "
+                    "or set material.on_cap = 'warn'")
+        self._warn_new_high("capped", hit, step, f"did not reach equilibrium within material.cap = {self.cap} "
+                            f"relaxation steps (unbalanced-force ratio up to {worst:.3g} > material.tol; "
+                            "carried with their current stress, flagged)")
         return ""
 
     def diagnostics(self, stress: np.ndarray) -> dict:
-        """Unbalanced-force ratio and DEM steps of every cell in the last update."""
-        return {"unbalanced": self.unbalanced.copy(), "steps": self.steps_used.astype(float)}
+        """Per cell in the last update: unbalanced-force ratio, DEM steps, contacts, loose and
+        capped flags (0/1), inertia number."""
+        return {"unbalanced": self.unbalanced.copy(), "steps": self.steps_used.astype(float),
+                "contacts": self.contacts.astype(float), "loose": (self.contacts == 0).astype(float),
+                "capped": self._cap.astype(float), "inertia": self.inertia.copy()}
 
 
 @ti.data_oriented
@@ -214,7 +261,8 @@ class RVEBatch(CellReports):
         packings, self.notes = prepare_templates([replace(p, **mat) for p in packings],
                                                  overrides.get("p0", 100e3))
         self.dim, self.n_cells = dim, int(n_cells)
-        self.steps_per_increment, self.tol, self.cap = int(steps_per_increment), float(tol), int(cap)
+        self.tol = float(tol)
+        self._init_reports(cap, "stop", DEMSettings.max_capped, steps_per_increment)
         self.check_every = int(overrides.get("check_every", 10))
         self.cells = cells_from_packings(packings, n_cells, contacts=True,
                                          max_contacts=overrides.get("max_contacts_per_particle"),
@@ -228,7 +276,8 @@ class RVEBatch(CellReports):
         self.steps_used = np.zeros(n_cells, np.int64)
         self._cap = np.zeros(n_cells, bool)
         self.contacts = self.cells.n_contacts.to_numpy().astype(np.int64)
-        self.on_cap, self.points_per_element = "stop", 1
+        self.inertia = np.zeros(n_cells)
+        self._grains()
 
     @property
     def n_points(self) -> int:
@@ -252,13 +301,42 @@ class RVEBatch(CellReports):
                     left += 1
         return left
 
+    def _grains(self) -> None:
+        """Per cell, the mean grain diameter (m) and the solid density (kg/m3) of the inertia number."""
+        cells = self.cells
+        r = cells.radius.to_numpy().astype(np.float64)
+        valid = np.arange(cells.max_p)[None, :] < cells.npart.to_numpy()[:, None]
+        mass = (cells.mass.to_numpy().astype(np.float64) * valid).sum(axis=1)
+        if self.dim == 2:
+            vol = np.pi * (r**2 * valid).sum(axis=1) * cells.thickness.to_numpy().astype(np.float64)
+        else:
+            vol = 4.0 / 3.0 * np.pi * (r**3 * valid).sum(axis=1)
+        self.grain = ti.Vector.field(2, self.real, shape=self.n_cells)
+        self.grain.from_numpy(np.stack([2 * (r * valid).sum(axis=1) / valid.sum(axis=1), mass / vol],
+                                       axis=1).astype(runtime.np_real()))
+        self.inertia_f = ti.field(self.real, shape=self.n_cells)
+
     @ti.kernel
-    def _write_stress(self, stress: ti.template()):
+    def _finish(self, deps: ti.template(), n: ti.i32, stress: ti.template()):
+        """Write the symmetric stress of every cell to ``stress`` and its inertia number
+        ``I = gamma d sqrt(rho / p)`` (GDR MiDi 2004) to ``inertia_f``: gamma the equivalent shear
+        rate ``sqrt(2 D':D')`` of the loading steps (``deps`` over ``n`` DEM steps), d the mean
+        grain diameter, rho the solid density, p the (in-plane in 2D) mean pressure; 0 where p <= 0."""
         for c in range(self.cells.n_cells):
             s = ti.Matrix.zero(stress.dtype, 3, 3)
             for a, b in ti.static(ti.ndrange(self.dim, self.dim)):
                 s[a, b] = 0.5 * (self.cells.stress[c][a, b] + self.cells.stress[c][b, a])
             stress[c] = s
+            d = ti.Matrix.zero(self.real, self.dim, self.dim)
+            for a, b in ti.static(ti.ndrange(self.dim, self.dim)):
+                d[a, b] = 0.5 * ti.cast(deps[c][a, b] + deps[c][b, a], self.real)
+            dev = d - d.trace() / self.dim * ti.Matrix.identity(self.real, self.dim)
+            rate = ti.sqrt(2.0 * (dev * dev).sum()) / (n * self.cells.dt[c])
+            p = -self.cells.stress[c].trace() / self.dim
+            inertia = ti.cast(0.0, self.real)
+            if p > 0:
+                inertia = rate * self.grain[c][0] * ti.sqrt(self.grain[c][1] / p)
+            self.inertia_f[c] = inertia
 
     def update(self, deps, stress) -> None:
         """Apply ``deps`` (ti.Matrix.field(3, 3), tension positive) and write the stress (Pa).
@@ -285,11 +363,11 @@ class RVEBatch(CellReports):
         cells.check_capacity()
         self._cap = cells.active.to_numpy() != 0
         cells.active.fill(1)
+        self._finish(deps, self.steps_per_increment, stress)
         self.unbalanced = cells.unbalanced.to_numpy().astype(np.float64)
         self.steps_used = cells.steps.to_numpy().astype(np.int64)
         self.contacts = cells.n_contacts.to_numpy().astype(np.int64)
-        self._warn_cap()
-        self._write_stress(stress)
+        self.inertia = self.inertia_f.to_numpy().astype(np.float64)
 
     def stress_numpy(self) -> np.ndarray:
         """(n_cells, 3, 3) current symmetric Love-Weber stress (Pa, tension positive)."""
@@ -302,7 +380,7 @@ class RVEBatch(CellReports):
     def snapshot(self) -> dict:
         d = {"cells." + k: v for k, v in self.cells.snapshot().items()}
         d.update(rve_unbalanced=self.unbalanced.copy(), rve_steps_used=self.steps_used.copy(),
-                 rve_cap=self._cap.copy(), rve_stress0=self._stress0.copy())
+                 rve_cap=self._cap.copy(), rve_stress0=self._stress0.copy(), rve_inertia=self.inertia.copy())
         return d
 
     def restore(self, d: dict) -> None:
@@ -312,6 +390,7 @@ class RVEBatch(CellReports):
         self._cap = d["rve_cap"].copy()
         self._stress0 = d["rve_stress0"].copy()
         self.contacts = self.cells.n_contacts.to_numpy().astype(np.int64)
+        self.inertia = d["rve_inertia"].copy() if "rve_inertia" in d else np.zeros(self.n_cells)
 
     def wave_modulus(self) -> float:
         """Voigt (upper-bound) estimate of the constrained modulus of the cells (Pa), the largest

@@ -246,6 +246,12 @@ class StressPointBatch(_Common):
         """Stress-point models have no failure of their own beyond non-finite stress (the FEM checks)."""
         return ""
 
+    def step_report(self) -> dict:
+        return {}
+
+    def point_flags(self) -> dict:
+        return {}
+
     def counts(self) -> dict:
         """Event counters: steps, substeps, clipped (T hit t_max), plastic sub-steps, guard events, apex returns (tensile mean stress set to zero)."""
         return dict(zip(COUNTERS, self.counters.to_numpy().tolist()))

@@ -23,7 +23,8 @@ def gauss_points(model):
 
 
 class DatasetRecorder(Recorder):
-    """Appends every Gauss point's strain and stress (Pa) at the steps of ``due``; a resumed run
+    """Appends every Gauss point's strain and stress (Pa) and the material's point flags (DEM
+    cells: loose, capped) at the steps of ``due``; a resumed run
     reopens the file and drops its rows after ``resume_step``."""
 
     def __init__(self, run_dir: Path, model, due: Interval, resume_step: int | None = None):
@@ -36,14 +37,16 @@ class DatasetRecorder(Recorder):
                  "out_of_plane": OUT_OF_PLANE["disks" if disks else model.kinematics],
                  "case": json.dumps(case.resolved)}
         self.writer = DatasetWriter(run_dir / runfolder.DATASET, coords, element, gp, attrs, runtime.np_real(),
-                                    resume_step, undefined_out_of_plane=disks)
+                                    resume_step, undefined_out_of_plane=disks,
+                                    flags=tuple(model.material.point_flags()))
         self.due = due
 
     def on_step(self, s: Step) -> None:
         if self.due(s.step):
             with Timed(self):
                 fem = s.model.fem
-                self.writer.append(s.step, fem.strain.to_numpy(), fem.stress.to_numpy())
+                self.writer.append(s.step, fem.strain.to_numpy(), fem.stress.to_numpy(),
+                                   s.model.material.point_flags())
 
     def close(self) -> None:
         self.writer.close()

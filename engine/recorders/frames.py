@@ -28,8 +28,10 @@ class VTKWriter:
         self.frames: list[tuple[float, str]] = list(frames or [])
 
     def write(self, step: int, time: float, u: np.ndarray, v: np.ndarray, stress: np.ndarray,
-              strain: np.ndarray, ngp: int) -> str:
-        """Write one frame; stress/strain are per Gauss point (n_gp, 3, 3) and averaged per cell."""
+              strain: np.ndarray, ngp: int, flags: dict | None = None) -> str:
+        """Write one frame; stress/strain are per Gauss point (n_gp, 3, 3) and averaged per cell;
+        ``flags`` (name -> (n_gp,) bool, e.g. DEM cells' ``loose``) become the fraction of each
+        cell's Gauss points flagged."""
         n = self.points.shape[0]
         pad = lambda a: np.hstack([a, np.zeros((n, 3 - a.shape[1]))]) if a.shape[1] < 3 else a  # noqa: E731
         sig = stress.reshape(-1, ngp, 3, 3).mean(axis=1)
@@ -37,6 +39,7 @@ class VTKWriter:
         inv = stress_strain(sig, eps)
         cell_data = {"stress": [sig.reshape(-1, 9)], "strain": [eps.reshape(-1, 9)]}
         cell_data.update({k: [val] for k, val in inv.items()})
+        cell_data.update({k: [np.asarray(f, float).reshape(-1, ngp).mean(axis=1)] for k, f in (flags or {}).items()})
         mesh = meshio.Mesh(self.points, self.cells,
                            point_data={"displacement": pad(u), "velocity": pad(v)}, cell_data=cell_data)
         name = runfolder.frame_name(step)
@@ -64,7 +67,8 @@ class FrameRecorder(Recorder):
         if self.due(s.step):
             with Timed(self):
                 st = s.state
-                self.writer.write(s.step, s.time, st["u"], st["v"], st["stress"], st["strain"], s.model.fem.ngp)
+                self.writer.write(s.step, s.time, st["u"], st["v"], st["stress"], st["strain"], s.model.fem.ngp,
+                                  s.model.material.point_flags())
 
 
 class FrameCallback(Recorder):

@@ -77,6 +77,8 @@ def test_snapshot_restore_is_bit_exact(ti_runtime, request, fp):
 
 
 def test_cap_hit_is_reported(ti_runtime, caplog):
+    """Capped cells are flagged and carry their stress; check() warns naming the Gauss points
+    (on_cap = "warn", or "stop" with at most max_capped of the cells capped) or stops the run."""
     from kernels.packing import load_packing
     from kernels.rve_batch import RVEBatch
 
@@ -86,13 +88,27 @@ def test_cap_hit_is_reported(ti_runtime, caplog):
     batch.update(deps, sig)
     assert list(batch.cap_hit()) == [0, 1]
     assert np.all(batch.steps_used == 30)
-    assert "hit the relaxation cap" in caplog.text
     assert np.all(batch.unbalanced > 1e-12)
+    assert list(batch.point_flags()["capped"]) == [True, True]
+    report = batch.step_report()
+    assert report["capped"] == 2 and report["loose"] == 0
+    assert report["relax_mean"] == 20 and report["relax_max"] == 20
+    np.testing.assert_array_equal(sig.to_numpy()[:, :2, :2], batch.stress_numpy()[:, :2, :2])
+    msg = batch.check(4)
+    assert msg.startswith("step 4: 2 of 2 RVE cells did not reach equilibrium within material.cap = 20")
+    assert "Gauss points 0 (element 0), 1 (element 1)" in msg and "material.max_capped = 0.05" in msg
+    batch.max_capped = 1.0
+    assert batch.check(5) == ""
+    assert "step 5: 2 of 2 RVE cells did not reach equilibrium" in caplog.text
+    caplog.clear()
+    batch.on_cap, batch.max_capped = "warn", 0.0
+    assert batch.check(6) == "" and caplog.text == ""        # warned again only at a new high
 
 
-def test_cell_without_contacts_stops_the_run(ti_runtime):
-    """A 20 % expansion increment in one of two cells leaves it without contacts: its zero stress
-    is reported by check(), naming the Gauss point and element; the other cell is fine."""
+def test_loose_cell_is_flagged_advanced_and_recovers(ti_runtime, caplog):
+    """A 20 % expansion increment in one of two cells leaves it without contacts: zero stress, an
+    unbalanced ratio of 0 (no sentinel), the loose flag and count, a warning naming the Gauss point
+    and element, and no stop; compressed again, it forms contacts and carries compression."""
     from kernels.packing import load_packing
     from kernels.rve_batch import RVEBatch
 
@@ -101,14 +117,41 @@ def test_cell_without_contacts_stops_the_run(ti_runtime):
     assert batch.check(0) == "" and np.all(batch.contacts > 64)
     deps, sig = _fields(2, ti_runtime.real())
     d = np.zeros((2, 3, 3))
-    d[1, 0, 0] = d[1, 1, 1] = 0.2
+    d[1, 0, 0] = d[1, 1, 1] = 0.2         # over 10 steps: 1.02^10 = 1.22 x the size per axis
     deps.from_numpy(d.astype(ti_runtime.np_real()))
-    batch.on_cap = "warn"
     batch.update(deps, sig)
     assert list(batch.lost_contacts()) == [1] and batch.contacts[0] > 64
-    assert np.all(sig.to_numpy()[1] == 0.0)
-    msg = batch.check(7)
-    assert msg.startswith("step 7: 1 RVE cell(s) lost every contact, first at Gauss point 1 (element 0)")
+    assert np.all(sig.to_numpy()[1] == 0.0) and batch.unbalanced[1] == 0.0
+    assert list(batch.point_flags()["loose"]) == [False, True]
+    assert batch.step_report()["loose"] == 1 and not batch.cap_hit().size
+    assert batch.check(7) == ""
+    assert "step 7: 1 of 2 RVE cells are loose" in caplog.text and "Gauss points 1 (element 0)" in caplog.text
+    d[1, 0, 0] = d[1, 1, 1] = -0.22      # 1.02^10 x 0.978^10: back to 0.976 of the original size per axis
+    deps.from_numpy(d.astype(ti_runtime.np_real()))
+    batch.update(deps, sig)
+    assert not batch.lost_contacts().size and batch.contacts[1] > 0
+    assert np.trace(sig.to_numpy()[1]) < 0
+
+
+def test_inertia_number_of_the_loading(ti_runtime):
+    """I = gamma d sqrt(rho / p) of each cell's loading, recomputed from the packing file."""
+    from kernels.packing import load_packing
+    from kernels.rve_batch import RVEBatch
+
+    p = load_packing(PACKINGS / SMALL[2])
+    batch = RVEBatch([p], 1, 2, steps_per_increment=40, tol=1e-3, cap=200)
+    deps, sig = _fields(1, ti_runtime.real())
+    d = np.zeros((1, 3, 3))
+    d[0, 0, 1] = d[0, 1, 0] = 1e-4                   # simple shear, gamma = 2e-4
+    deps.from_numpy(d.astype(ti_runtime.np_real()))
+    batch.update(deps, sig)
+    dt = batch.cells.dt.to_numpy()[0]
+    s = sig.to_numpy()[0]
+    pressure = -(s[0, 0] + s[1, 1]) / 2
+    rho = p.density
+    expected = 2e-4 / (40 * dt) * 2 * p.radius.mean() * np.sqrt(rho / pressure)
+    np.testing.assert_allclose(batch.inertia[0], expected, rtol=1e-5 if ti_runtime.np_real() == np.float64 else 1e-3)
+    assert batch.step_report()["inertia_max"] == batch.inertia[0]
 
 
 def test_initial_stress_and_wave_modulus(ti_runtime):
