@@ -52,12 +52,22 @@ def make_material(case: Case, n_points: int, kinematics: str, dim: int, points_p
     except (PlacementError, MaterialFailure) as exc:
         raise CaseError(f"{case.where('material.workers')}: {exc}") from None
     except (PackingError, ValueError) as exc:
-        raise CaseError(f"{case.where('material.packing')}: {exc}") from None
+        raise CaseError(f"{case.where(_written(case, 'packing'))}: {exc}") from None
     except CapacityError as exc:
         raise CaseError(f"{case.where('material.dem.max_contacts_per_particle')}: {exc}") from None
     for note in getattr(batch, "notes", ()):            # DEM: restored contact state, or re-consolidated
         sys.stderr.write(f"note: {note}\n")
     return batch
+
+
+def _written(case: Case, key: str) -> str:
+    """``material.KEY`` as the case gives it: flat (``material.packing``, which wins) or in the model's
+    sub-table (``material.dem.packing``)."""
+    table = case.source.get("material", {}) if isinstance(case.source, dict) else {}
+    model = case.material.model
+    if key not in table and isinstance(table.get(model), dict) and key in table[model]:
+        return f"material.{model}.{key}"
+    return f"material.{key}"
 
 
 MAX_STEP_DISPLACEMENT = 0.1   # prescribed displacement per step, as a fraction of the element's size
