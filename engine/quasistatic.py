@@ -137,9 +137,9 @@ class QuasiStaticRecorder(Recorder):
     def _judge_inertia(self, step: int, inertia: float) -> None:
         if inertia > MAX_INERTIA and not self.warned_inertia:
             self.warned_inertia = True
-            log.warning("step %d: a DEM cell is loaded at inertia number %.3g (above %g, the quasi-static "
-                        "regime): its stress is rate-dependent; raise material.dem.steps_per_increment",
-                        step, inertia, MAX_INERTIA)
+            log.warning("step %d: a DEM cell is strained at inertia number %.3g (above %g, the quasi-static "
+                        "regime): its response depends on the strain rate wherever relaxation does not undo it; "
+                        "raise material.dem.steps_per_increment", step, inertia, MAX_INERTIA)
 
     def close(self) -> None:
         self.file.close()
