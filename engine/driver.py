@@ -92,6 +92,8 @@ def run(case: Case, out: Path, progress: bool = True, arch: str | None = None, o
         timings["total_s"] = time.perf_counter() - t0
         done = info["steps_done"] - start
         timings["steps_per_s"] = done / timings["loop_s"] if timings["loop_s"] > 0 else None
+        timings["material_s"] = model.fem.material_s
+        timings["material"] = model.material.timings()
         _close_material(model, info)
         info.update(status=status, message=message, mass_scaling_final=model.mass_scaling,
                     mass_scaling_history=masses.history)

@@ -20,6 +20,8 @@ rate), which is adequate while element rotations stay small.
 The reaction at a node is f_int - f_ext: the force that supports apply to the body in equilibrium.
 """
 
+import time
+
 import numpy as np
 import taichi as ti
 
@@ -128,6 +130,7 @@ class ExplicitFEM:
         self.ngp = weight.shape[1]
         self.n_gp = self.n_elem * self.ngp
         self.updated = bool(updated)
+        self.material_s = 0.0       # wall time spent in material updates (s; includes queued FEM kernels on a GPU)
         self.volume = weight.copy()                              # (ne, ngp) m^3 (2D: area x thickness)
         self._cells, self._mass_shares = cells, np.einsum("eg,ga->ea", weight, N)
         dim, vec = self.dim, ti.types.vector(self.dim, real)
@@ -342,7 +345,9 @@ class ExplicitFEM:
         if self.updated:
             self.update_geometry()
         self.strain_increment()
+        t = time.perf_counter()
         material.update(self.deps, self.stress)
+        self.material_s += time.perf_counter() - t
         self.accumulate_strain()
 
     # ---- state --------------------------------------------------------------------------------

@@ -49,6 +49,10 @@ class MaterialBatch(Protocol):
         """Per-point flags of the last update (name -> (n_points,) bool), written to datasets and
         VTK frames (DEM cells: loose, capped); {} for models without them."""
 
+    def timings(self) -> dict:
+        """Wall time of the material's own phases so far (s, e.g. DEM loading and relaxation),
+        for ``run.json``; {} for models without them."""
+
 
 class StatelessBatch:
     """Defaults for a batch without internal state that starts from -p0 I: subclasses set
@@ -76,4 +80,7 @@ class StatelessBatch:
         return {}
 
     def point_flags(self) -> dict:
+        return {}
+
+    def timings(self) -> dict:
         return {}

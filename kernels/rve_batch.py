@@ -13,6 +13,7 @@ the symmetric part of the Love-Weber tensor (YADE's ``getStress`` is not symmetr
 """
 
 import logging
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -278,6 +279,7 @@ class RVEBatch(CellReports):
         self.contacts = self.cells.n_contacts.to_numpy().astype(np.int64)
         self.inertia = np.zeros(n_cells)
         self._grains()
+        self._seconds = {"loading_s": 0.0, "relaxation_s": 0.0}
 
     @property
     def n_points(self) -> int:
@@ -346,6 +348,7 @@ class RVEBatch(CellReports):
         block is used.
         """
         cells = self.cells
+        t0 = time.perf_counter()
         cells.active.fill(1)
         cells.steps.fill(0)
         self._set_L(deps, self.steps_per_increment)
@@ -353,7 +356,8 @@ class RVEBatch(CellReports):
         cells.L.fill(0.0)
         relaxed = 0
         cells.measure()
-        left = self._settle(self.tol)
+        left = self._settle(self.tol)              # reads a count back: the loading steps are done
+        t1 = time.perf_counter()
         while left > 0 and relaxed < self.cap:
             n = min(self.check_every, self.cap - relaxed)
             cells.step(n)
@@ -368,6 +372,13 @@ class RVEBatch(CellReports):
         self.steps_used = cells.steps.to_numpy().astype(np.int64)
         self.contacts = cells.n_contacts.to_numpy().astype(np.int64)
         self.inertia = self.inertia_f.to_numpy().astype(np.float64)
+        self._seconds["loading_s"] += t1 - t0
+        self._seconds["relaxation_s"] += time.perf_counter() - t1
+
+    def timings(self) -> dict:
+        """Wall time so far of the loading steps (with the first measurement) and of the
+        relaxation and read-back, s."""
+        return dict(self._seconds)
 
     def stress_numpy(self) -> np.ndarray:
         """(n_cells, 3, 3) current symmetric Love-Weber stress (Pa, tension positive)."""

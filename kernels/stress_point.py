@@ -252,6 +252,9 @@ class StressPointBatch(_Common):
     def point_flags(self) -> dict:
         return {}
 
+    def timings(self) -> dict:
+        return {}
+
     def counts(self) -> dict:
         """Event counters: steps, substeps, clipped (T hit t_max), plastic sub-steps, guard events, apex returns (tensile mean stress set to zero)."""
         return dict(zip(COUNTERS, self.counters.to_numpy().tolist()))
