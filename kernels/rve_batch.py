@@ -28,6 +28,7 @@ from materials.params import Option, check_option
 log = logging.getLogger(__name__)
 
 
+INERTIA_MIN_P = 0.1     # inertia numbers only of cells above this fraction of their initial pressure
 OVERRIDE_KEYS = {"young", "poisson", "friction", "density", "damping", "thickness", "dt_safety",
                  "skin_factor", "max_contacts_per_particle", "check_every", "p0"}
 
@@ -304,7 +305,8 @@ class RVEBatch(CellReports):
         return left
 
     def _grains(self) -> None:
-        """Per cell, the mean grain diameter (m) and the solid density (kg/m3) of the inertia number."""
+        """Per cell, the mean grain diameter (m), the solid density (kg/m3) and the initial mean
+        pressure (Pa) of the inertia number."""
         cells = self.cells
         r = cells.radius.to_numpy().astype(np.float64)
         valid = np.arange(cells.max_p)[None, :] < cells.npart.to_numpy()[:, None]
@@ -313,8 +315,9 @@ class RVEBatch(CellReports):
             vol = np.pi * (r**2 * valid).sum(axis=1) * cells.thickness.to_numpy().astype(np.float64)
         else:
             vol = 4.0 / 3.0 * np.pi * (r**3 * valid).sum(axis=1)
-        self.grain = ti.Vector.field(2, self.real, shape=self.n_cells)
-        self.grain.from_numpy(np.stack([2 * (r * valid).sum(axis=1) / valid.sum(axis=1), mass / vol],
+        p0 = -np.trace(self._stress0, axis1=1, axis2=2) / self.dim
+        self.grain = ti.Vector.field(3, self.real, shape=self.n_cells)
+        self.grain.from_numpy(np.stack([2 * (r * valid).sum(axis=1) / valid.sum(axis=1), mass / vol, p0],
                                        axis=1).astype(runtime.np_real()))
         self.inertia_f = ti.field(self.real, shape=self.n_cells)
 
@@ -323,7 +326,9 @@ class RVEBatch(CellReports):
         """Write the symmetric stress of every cell to ``stress`` and its inertia number
         ``I = gamma d sqrt(rho / p)`` (GDR MiDi 2004) to ``inertia_f``: gamma the equivalent shear
         rate ``sqrt(2 D':D')`` of the loading steps (``deps`` over ``n`` DEM steps), d the mean
-        grain diameter, rho the solid density, p the (in-plane in 2D) mean pressure; 0 where p <= 0."""
+        grain diameter, rho the solid density, p the (in-plane in 2D) mean pressure; 0 where p is
+        under ``INERTIA_MIN_P`` of the cell's initial pressure (a cell about to come apart is not in
+        the dense regime the number describes; the loose and capped flags report it)."""
         for c in range(self.cells.n_cells):
             s = ti.Matrix.zero(stress.dtype, 3, 3)
             for a, b in ti.static(ti.ndrange(self.dim, self.dim)):
@@ -336,7 +341,7 @@ class RVEBatch(CellReports):
             rate = ti.sqrt(2.0 * (dev * dev).sum()) / (n * self.cells.dt[c])
             p = -self.cells.stress[c].trace() / self.dim
             inertia = ti.cast(0.0, self.real)
-            if p > 0:
+            if p > INERTIA_MIN_P * self.grain[c][2]:
                 inertia = rate * self.grain[c][0] * ti.sqrt(self.grain[c][1] / p)
             self.inertia_f[c] = inertia
 
