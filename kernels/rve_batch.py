@@ -153,7 +153,8 @@ class CellReports:
       at the end of its relaxation, flagged; the run stops (``on_cap = "stop"``) only when more than
       ``max_capped`` of the cells are capped in one macro step (``on_cap = "warn"``: never).
 
-    A warning names the Gauss points when the number of loose or capped cells reaches a new high.
+    A warning names the Gauss points the first time cells are loose or capped, and again whenever
+    their number doubles (1, 2, 4, 8, ... cells): a handful of lines in a long run.
     """
 
     WARN_POINTS = 5      # Gauss points named in a warning
@@ -193,13 +194,14 @@ class CellReports:
         return pts + (", ..." if len(cells) > self.WARN_POINTS else "")
 
     def _warn_new_high(self, kind: str, cells: np.ndarray, step: int, text: str) -> None:
-        if len(cells) > self._warned[kind]:
+        """Warn the first time, then whenever the count reaches twice the last one warned of."""
+        if len(cells) >= max(1, 2 * self._warned[kind]):
             self._warned[kind] = len(cells)
             log.warning("step %d: %d of %d RVE cells %s; Gauss points %s", step, len(cells), self.n_cells,
                         text, self._where(cells))
 
     def check(self, step: int) -> str:
-        """After each update: warn when the loose or capped cells reach a new high; the message
+        """After each update: warn when the loose or capped cells first appear or double; the message
         that stops the run when more than ``max_capped`` of the cells are capped (``on_cap =
         "stop"``), else ''."""
         self._warn_new_high("loose", self.lost_contacts(), step,

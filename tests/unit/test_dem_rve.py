@@ -102,7 +102,7 @@ def test_cap_hit_is_reported(ti_runtime, caplog):
     assert "step 5: 2 of 2 RVE cells did not reach equilibrium" in caplog.text
     caplog.clear()
     batch.on_cap, batch.max_capped = "warn", 0.0
-    assert batch.check(6) == "" and caplog.text == ""        # warned again only at a new high
+    assert batch.check(6) == "" and caplog.text == ""        # warned again only when the count doubles
 
 
 def test_loose_cell_is_flagged_advanced_and_recovers(ti_runtime, caplog):
