@@ -34,6 +34,7 @@ EXCEPTIONS = [
     ("--gui", "needs a display and Vulkan (tests/integration/test_preview.py covers the window)"),
     ("quick.toml --out study/", "the whole quick study, about 8 minutes (test_study.py runs a tiny study)"),
     ("runs/ctc-...", "resumes the CUDA run of the line before"),
+    ("scripts/reduced_cases.sh", "every case with FEM-DEM at reduced scale, about an hour; its engine commands are the documented ones"),
 ]
 # parts of `&&` chains that set up the environment this test already runs in, or run the suite itself
 SETUP = ("python3 -m venv", ". .venv/bin/activate", "pip install", "pytest")
