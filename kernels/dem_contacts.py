@@ -73,7 +73,7 @@ class ContactForces:
     @ti.kernel
     def compute(self):
         """Contact forces and their per-particle sums (see the module docstring)."""
-        self.law()
+        self.law(self.cells.serial)
         ti.loop_config(serialize=self.cells.serial)
         for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
             if self.cells.active[c] != 0 and i < self.cells.npart[c]:
@@ -82,9 +82,9 @@ class ContactForces:
                 self.cells.torque[c, i] = t
 
     @ti.func
-    def law(self):
+    def law(self, serial: ti.template()):
         """The contact law of every owner entry, one parallel loop over the particles."""
-        ti.loop_config(serialize=self.cells.serial)
+        ti.loop_config(serialize=serial)
         for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
             if self.cells.active[c] != 0 and i < self.cells.npart[c]:
                 for e in range(self.lists.nb_count[c, i]):

@@ -195,10 +195,10 @@ class VerletLists:
     @ti.kernel
     def _rebuild(self, auto_flip: ti.i32):
         """A rebuild of the flagged cells (:meth:`rebuild_flagged`)."""
-        self.rebuild_flagged(auto_flip)
+        self.rebuild_flagged(auto_flip, self.cells.serial)
 
     @ti.func
-    def rebuild_flagged(self, auto_flip):
+    def rebuild_flagged(self, auto_flip, serial: ti.template()):
         """Steps 0-6 of a rebuild of the flagged cells, one parallel loop each.
 
         The loops run over cells or particles (never list entries: a particle runs over its own),
@@ -209,14 +209,14 @@ class VerletLists:
         """
         npm = ti.static(self.cells.max_p)
         # 0. flip: h' = h M (cell-wise), decided here
-        ti.loop_config(serialize=self.cells.serial)
+        ti.loop_config(serialize=serial)
         for c in range(self.cells.n_cells):
             if self.need[c] != 0:
                 self._decide_flip(c, auto_flip)
                 if self.flipped[c] != 0:
                     self._apply_flip(c)
         # 1. keep the old lists (images in the flipped basis: k' = M^-1 k); 2. wrap the particles
-        ti.loop_config(serialize=self.cells.serial)
+        ti.loop_config(serialize=serial)
         for c, i in ti.ndrange(self.cells.n_cells, npm):
             if self.need[c] != 0:
                 self.o_count[c, i] = self.nb_count[c, i]
@@ -225,12 +225,12 @@ class VerletLists:
                 if i < self.cells.npart[c]:
                     self._wrap_particle(c, i)
         # 3. bins, filled serially per cell in particle order (deterministic)
-        ti.loop_config(serialize=self.cells.serial)
+        ti.loop_config(serialize=serial)
         for c in range(self.cells.n_cells):
             if self.need[c] != 0:
                 self._fill_bins(c)
         # 4. search the neighbouring bins; carry the owner's contact state over
-        ti.loop_config(serialize=self.cells.serial)
+        ti.loop_config(serialize=serial)
         for c, i in ti.ndrange(self.cells.n_cells, npm):
             if self.need[c] != 0 and i < self.cells.npart[c]:
                 nb = self.nbins[c]
@@ -239,7 +239,7 @@ class VerletLists:
                 self.nb_count[c, i] = n
                 self._carry_contact_state(c, i, n)
         # 5. mirror pointers of the non-owner entries
-        ti.loop_config(serialize=self.cells.serial)
+        ti.loop_config(serialize=serial)
         for c, i in ti.ndrange(self.cells.n_cells, npm):
             if self.need[c] != 0:
                 unpaired = 0
@@ -248,7 +248,7 @@ class VerletLists:
                 if unpaired > 0:
                     self.overflow[OVERFLOW_MIRROR] += unpaired
         # 6. done
-        ti.loop_config(serialize=self.cells.serial)
+        ti.loop_config(serialize=serial)
         for c in range(self.cells.n_cells):
             if self.need[c] != 0:
                 self.n_rebuilds[c] = self.n_rebuilds[c] + 1

@@ -76,7 +76,8 @@ class PeriodicCells:
         self.rdim = 1 if dim == 2 else 3
         self.n_cells = int(n_cells)
         self.max_p = int(max_particles)
-        self.serial = runtime.exact_serial_loops() and self.n_cells * self.max_p <= SERIAL_SLOTS
+        self.exact_serial = runtime.exact_serial_loops()
+        self.serial = self.exact_serial and self.n_cells * self.max_p <= SERIAL_SLOTS
         nc, npm, real = self.n_cells, self.max_p, self.real
         self.npart = ti.field(ti.i32, shape=nc)
         self.active = ti.field(ti.i32, shape=nc)
@@ -272,7 +273,16 @@ class PeriodicCells:
         return h @ minv
 
     # ------------------------------------------------------------------ stepping
-    def step(self, n: int = 1):
+    def serial_for(self, active: int | None) -> bool:
+        """Whether loops run serially for ``active`` cells still moving (None: all): a small batch,
+        or a relaxation down to a few cells, whose parallel loops would be all thread-pool overhead
+        (measured: 1 active cell of 134 x 64 disks cost 0.77 ms a step in parallel). Only where
+        serial and parallel loops give the same bits (``kernels.runtime.exact_serial_loops``)."""
+        if active is None:
+            return self.serial
+        return self.serial or (self.exact_serial and active * self.max_p <= SERIAL_SLOTS)
+
+    def step(self, n: int = 1, active: int | None = None):
         """Advance the active cells by ``n`` time steps (each cell with its own dt).
 
         One kernel launch per step and nothing read back: the lists of the cells flagged by the
@@ -280,22 +290,23 @@ class PeriodicCells:
         the skin check flags the cells for the next step. The check also runs once before the
         first step, for changes made to the cells since the last call.
         """
+        serial = self.serial_for(active)
         self.lists.check()
         for _ in range(n):
-            self._step()
+            self._step(serial)
 
     @ti.kernel
-    def _step(self):
-        self.lists.rebuild_flagged(1)
-        self.contacts.law()
-        self._advance_particles()
-        self._advance_cells()
+    def _step(self, serial: ti.template()):
+        self.lists.rebuild_flagged(1, serial)
+        self.contacts.law(serial)
+        self._advance_particles(serial)
+        self._advance_cells(serial)
 
     @ti.func
-    def _advance_particles(self):
+    def _advance_particles(self, serial: ti.template()):
         """Per particle, one pass: gather its contact forces, the damped Newton update of w, omega
         and s, and the skin check against the cell as it will be after this step."""
-        ti.loop_config(serialize=self.serial)
+        ti.loop_config(serialize=serial)
         for c, i in ti.ndrange(self.n_cells, self.max_p):
             if self.active[c] != 0 and i < self.npart[c]:
                 f, t = self.contacts.gather(c, i)
@@ -319,21 +330,26 @@ class PeriodicCells:
         return self.h[c] + self.dt[c] * (self.L[c] @ self.h[c])
 
     @ti.func
-    def _advance_cells(self):
-        ti.loop_config(serialize=self.serial)
+    def _advance_cells(self, serial: ti.template()):
+        ti.loop_config(serialize=serial)
         for c in range(self.n_cells):
             if self.active[c] != 0:
                 self.h[c] = self._next_h(c)
                 self.steps[c] = self.steps[c] + 1
 
     # ------------------------------------------------------------------ measurements
+    def measure(self, active: int | None = None):
+        """Love-Weber stress and unbalanced-force ratio of the active cells (:meth:`_measure`);
+        ``active``: how many cells are active, if known (see :meth:`serial_for`)."""
+        self._measure(self.serial_for(active))
+
     @ti.kernel
-    def measure(self):
+    def _measure(self, serial: ti.template()):
         """Love-Weber stress (tension positive, Pa) and YADE's unbalanced-force ratio of the active
         cells (an inactive cell has not moved since it was last measured). A cell without contact
         forces (``n_contacts = 0``: loose) has zero stress and an unbalanced ratio of 0: no force
         acts on its particles, so there is nothing to relax."""
-        ti.loop_config(serialize=self.serial)
+        ti.loop_config(serialize=serial)
         for c, i in ti.ndrange(self.n_cells, self.max_p):
             sig = ti.Matrix.zero(self.real, self.dim, self.dim)
             fc = 0.0
@@ -351,7 +367,7 @@ class PeriodicCells:
             self.p_stress[c, i] = sig
             self.p_fc[c, i] = fc
             self.p_nc[c, i] = ncon
-        ti.loop_config(serialize=self.serial)
+        ti.loop_config(serialize=serial)
         for c in range(self.n_cells):
             if self.active[c] != 0:
                 self._sum_measures(c)

@@ -367,9 +367,9 @@ class RVEBatch(CellReports):
         t1 = time.perf_counter()
         while left > 0 and relaxed < self.cap:
             n = min(self.check_every, self.cap - relaxed)
-            cells.step(n)
+            cells.step(n, active=left)           # few cells left: serial loops on the CPU
             relaxed += n
-            cells.measure()
+            cells.measure(active=left)
             left = self._settle(self.tol)
         cells.check_capacity()
         self._cap = cells.active.to_numpy() != 0
