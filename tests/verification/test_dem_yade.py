@@ -291,3 +291,38 @@ def test_biaxial_peak_matches_yade_2d(ti_runtime, request, tmp_path):
     assert r["max_dqp_to_1pct"] < 0.02, r
     assert abs(r["servo_peak_qp_rel_diff"]) < 0.15, r
     assert r["servo_lateral_dev_yade"] < 0.01, r     # YADE's own servo holds p0
+
+
+# steps of each increment (loading 110 + relaxation) that `engine rve strain --steps-per-increment 110
+# --tol 0.01 --cap 2000` spent along assets/paths/ctc_gauss_point_spheres64.npy: the recorded strain
+# path of a Gauss point of the CTC case with 64-sphere cells, where that cell came apart
+CTC_POINT_STEPS = [110, 110, 110, 110, 110, 110, 170, 110, 110, 280, 110, 110, 590, 110, 110, 110, 110,
+                   110, 110, 110, 110, 110, 1600, 120, 160, 120]
+
+
+@pytest.mark.slow
+def test_cell_that_comes_apart_does_so_in_yade_too(ti_runtime, request, tmp_path):
+    """A 64-sphere cell along a recorded CTC Gauss-point path: after 22 increments it carries
+    about 90 kPa; in the 1490 relaxation steps at fixed shape after the 23rd it loses every
+    contact (static liquefaction of a loose, 64-particle cell at constant volume). YADE on the same
+    open-loop schedule: the same stresses to 0.5 % of p before, the same collapse (below 1 kPa)."""
+    import sys
+
+    _f64(request, ti_runtime)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import yade_replay
+    from kernels import packing as kp
+    from kernels.packing import load_packing
+
+    yc = _compare()
+    p = load_packing(PACKINGS / "spheres64_100kPa.npz")
+    dt = float(kp.cells_from_packings([p], 1).dt.to_numpy()[0])
+    inc = np.load(ROOT / "assets" / "paths" / "ctc_gauss_point_spheres64.npy")[:23]
+    Ls, steps = yade_replay.schedule(inc, dt, 110, [s - 110 for s in CTC_POINT_STEPS[:23]])
+    rec = np.concatenate([[0], np.cumsum(steps)])
+    se = yc.engine_replay(p, Ls, steps, rec)
+    sy = yc._sym(yc.run_yade_schedule(PACKINGS / "spheres64_100kPa.npz", dt, Ls, steps, rec, tmp_path)["stress"])
+    pe, py = -np.trace(se, axis1=1, axis2=2) / 3, -np.trace(sy, axis1=1, axis2=2) / 3
+    before = rec == rec[-3]                                 # end of the 22nd increment's loading
+    assert pe[before][0] > 80e3 and abs(pe[before][0] - py[before][0]) < 0.005 * py[before][0]
+    assert pe[-1] < 1e3 and py[-1] < 1e3, (pe[-1], py[-1])
