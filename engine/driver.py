@@ -185,9 +185,7 @@ def _recorders(model: Model, out: Path, resume: bool, start: int, on_frame, gui:
 def _checks(model: Model, masses: MassScaling):
     """The checks after every step and those before the gated recorders: callables
     ``(step) -> message or ''``."""
-    every_step = [lambda s: _check_state(model, s.step, s.values)]
-    if model.material_check is not None:
-        every_step.insert(0, lambda s: model.material_check(s.step))
+    every_step = [lambda s: _check_state(model, s.step, s.values)]      # the material's check first
     return every_step, [lambda s: masses.check(s.step)]
 
 
