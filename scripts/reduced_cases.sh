@@ -28,7 +28,7 @@ dem footing-dem strip_footing strip_footing_coarse.msh disks64_100kPa.npz 4875 3
 dem biaxial-dem biaxial biaxial_coarse.msh disks64_100kPa.npz 2000 5e-4 80
 dem wall-dem retaining_wall retaining_wall_coarse.msh disks64_100kPa.npz 2700 4.4444e-4 70
 dem ctc-dem ctc ctc_coarse.msh spheres64_100kPa.npz 710 2e-3 110
-dem ptc-dem ptc ctc_coarse.msh spheres64_100kPa.npz 710 2e-3 110
+dem ptc-dem ptc ctc_coarse.msh spheres64_100kPa.npz 710 2e-3 110 --set material.dem.on_cap="'warn'"
 dem cavity-dem cavity cavity_coarse.msh disks64_100kPa.npz 2840 5e-4 100 --set run.dt_safety=0.9
 csuh footing-csuh strip_footing strip_footing_coarse.msh
 csuh biaxial-csuh biaxial biaxial_coarse.msh
