@@ -297,40 +297,112 @@ class StressPathBatch(_Common):
     tension positive) and ``st_hist`` the internal state. With ``needs_grad`` the parameter field
     ``params`` (order ``param_names``) receives gradients of any scalar loss computed from
     ``sig_hist`` inside ``ti.ad.Tape`` (see :meth:`gradient`).
+
+    Histories of different lengths (the calibration bridge's refined paths, ``calibrate.bridge``):
+    :meth:`load_paths` gives each point its own number of steps ``live[i]`` (<= ``n_steps``; the
+    step kernel leaves a point alone from its step ``live[i]`` on, and :meth:`forward` launches only
+    as many steps as the longest loaded point has) and ``n_out`` reported steps per point,
+    ``ends[i, r]`` being the step after which its r-th reported stress is taken. The weights of
+    :meth:`gradient` and the stresses of :meth:`reported` are per reported step. By default every
+    point has all ``n_steps`` steps and each step is reported (``n_out = n_steps``, ``ends[i, r] = r``).
+    Arrays in and out may be numpy arrays or torch tensors: the kernels read and write them in
+    place (external arrays), on the CPU backend in host memory, on CUDA in device memory when the
+    tensor is a CUDA tensor; the GPU backends without shared memory with torch (Vulkan) copy
+    through the host inside the launch.
     """
 
     def __init__(self, model: str, n_points: int, n_steps: int, p0: float, params: dict | None = None,
-                 needs_grad: bool = True, **options):
+                 needs_grad: bool = True, n_out: int | None = None, **options):
         self._init_common(model, n_points, p0, params, options, needs_grad=needs_grad)
         self.n_steps = int(n_steps)
+        self.n_out = self.n_steps if n_out is None else int(n_out)
         shape = (self.n_points, self.n_steps + 1)
         self.strain = ti.Matrix.field(3, 3, self.real, shape=shape)
         self.nsub = ti.field(ti.i32, shape=(self.n_points, self.n_steps))
+        self.live = ti.field(ti.i32, shape=self.n_points)                   # steps of each point's history
+        self.ends = ti.field(ti.i32, shape=(self.n_points, max(self.n_out, 1)))  # step of each reported stress
+        self.nb_max = ti.field(ti.i32, shape=())
         self.sig_hist = ti.Matrix.field(3, 3, self.real, shape=shape, needs_grad=needs_grad)
         self.st_hist = ti.Vector.field(2, self.real, shape=shape, needs_grad=needs_grad)
         self.loss = ti.field(self.real, shape=(), needs_grad=needs_grad)
         self.nb = 1
+        self.n_run = self.n_steps          # steps :meth:`forward` launches (the longest loaded history)
         self._w = None
+        self.live.fill(self.n_steps)
+        self._identity_ends()
 
     @ti.kernel
-    def _count(self):
-        for i, t in self.nsub:
-            A = ti.Vector([self.aux[j] for j in ti.static(range(N_AUX))])
-            de = self.strain[i, t + 1] - self.strain[i, t]
-            T, cl = substep_count(de, A[A_EPSREF], A[A_LINEAR], ti.cast(A[A_NSUB], ti.i32),
-                                  ti.cast(A[A_TMAX], ti.i32))
+    def _identity_ends(self):
+        for i, r in self.ends:
+            self.ends[i, r] = ti.min(r, ti.max(self.n_steps - 1, 0))
+
+    @ti.kernel
+    def _count(self, m: ti.i32):
+        self.nb_max[None] = 1
+        for i, t in ti.ndrange(self.n_points, m):
+            T = 1
+            if t < self.live[i]:
+                A = ti.Vector([self.aux[j] for j in ti.static(range(N_AUX))])
+                de = self.strain[i, t + 1] - self.strain[i, t]
+                T1, cl = substep_count(de, A[A_EPSREF], A[A_LINEAR], ti.cast(A[A_NSUB], ti.i32),
+                                       ti.cast(A[A_TMAX], ti.i32))
+                T = T1
             self.nsub[i, t] = T
+            ti.atomic_max(self.nb_max[None], T)
+
+    @ti.kernel
+    def _load_paths(self, src: ti.types.ndarray(), n: ti.i32, m: ti.i32):
+        for i, s in ti.ndrange(self.n_points, m + 1):
+            e = ti.Matrix.zero(self.real, 3, 3)
+            if i < n and s > 0:
+                for a, b in ti.static(ti.ndrange(3, 3)):
+                    e[a, b] = src[i, s - 1, a, b]
+            self.strain[i, s] = e
+
+    @ti.kernel
+    def _load_live(self, lengths: ti.types.ndarray(), n: ti.i32):
+        for i in range(self.n_points):
+            L = 0                                   # padding rows of a short block: no steps at all
+            if i < n:
+                L = lengths[i]
+            self.live[i] = L
+
+    @ti.kernel
+    def _load_ends(self, ends: ti.types.ndarray(), n: ti.i32):
+        for i, r in self.ends:
+            k = 0
+            if i < n:
+                k = ends[i, r]
+            self.ends[i, r] = k
 
     def load_strain(self, strain: np.ndarray) -> int:
         """Set the strain histories; returns the static sub-step bound ``nb`` of the data."""
         strain = np.asarray(strain, dtype=float)
         if strain.shape != (self.n_points, self.n_steps, 3, 3):
             raise ValueError(f"strain must have shape {(self.n_points, self.n_steps, 3, 3)}, got {strain.shape}")
-        full = np.zeros((self.n_points, self.n_steps + 1, 3, 3))
-        full[:, 1:] = 0.5 * (strain + np.swapaxes(strain, 2, 3))
-        self.strain.from_numpy(full.astype(self.np_real))
-        self._count()
-        self.nb = int(self.nsub.to_numpy().max()) if self.n_steps else 1
+        return self.load_paths(0.5 * (strain + np.swapaxes(strain, 2, 3)))
+
+    def load_paths(self, strain, lengths=None, ends=None) -> int:
+        """Set symmetric strain histories of ``n <= n_points`` points (numpy array or torch tensor
+        (n, m, 3, 3), m <= n_steps, tension positive, total strain after each step), each point's
+        number of steps ``lengths`` (n,) (default m; entries past it are not read) and the steps
+        ``ends`` (n, n_out) after which its stresses are reported (default: every step). Rows past n
+        get no steps. Returns the static sub-step bound ``nb`` of the data."""
+        n, m = int(strain.shape[0]), int(strain.shape[1])
+        if n > self.n_points or m > self.n_steps or tuple(strain.shape[2:]) != (3, 3):
+            raise ValueError(f"strain must have shape (<= {self.n_points}, <= {self.n_steps}, 3, 3), "
+                             f"got {tuple(strain.shape)}")
+        self._load_paths(_real_array(strain, self.np_real), n, m)
+        if lengths is None:
+            lengths = np.full(n, m, dtype=np.int32)
+        self._load_live(_int_array(lengths), n)
+        if ends is None:
+            self._identity_ends()
+        else:
+            self._load_ends(_int_array(ends), n)
+        self.n_run = m
+        self._count(m)
+        self.nb = int(self.nb_max[None])
         if self.nb > 16:
             log.warning("StressPathBatch: %d sub-steps in one step are unrolled in the differentiable "
                         "kernel (slow to compile); raise eps_ref or use substep_rule='linear'", self.nb)
@@ -346,31 +418,52 @@ class StressPathBatch(_Common):
     @ti.kernel
     def _step(self, t: ti.i32, nb: ti.template()):
         for i in range(self.n_points):
-            C, A = self._consts()
-            de = self.strain[i, t] - self.strain[i, t + 1]          # compression positive
-            T = self.nsub[i, t]
-            d = de / T
-            s = -self.scale * self.sig_hist[i, t]
-            st = self.st_hist[i, t]
-            for k in ti.static(range(nb)):
-                s1, st1, pl, gd = substep(self.phys, s, st, d, C)
-                if ti.static(nb == 1):
-                    s, st = s1, st1
-                else:
-                    s = ti.select(k < T, s1, s)
-                    st = ti.select(k < T, st1, st)
-            self.sig_hist[i, t + 1] = -s / self.scale
-            self.st_hist[i, t + 1] = st
+            if t < self.live[i]:                                        # past its own history: left alone
+                C, A = self._consts()
+                de = self.strain[i, t] - self.strain[i, t + 1]          # compression positive
+                T = self.nsub[i, t]
+                d = de / T
+                s = -self.scale * self.sig_hist[i, t]
+                st = self.st_hist[i, t]
+                for k in ti.static(range(nb)):
+                    s1, st1, pl, gd = substep(self.phys, s, st, d, C)
+                    if ti.static(nb == 1):
+                        s, st = s1, st1
+                    else:
+                        s = ti.select(k < T, s1, s)
+                        st = ti.select(k < T, st1, st)
+                self.sig_hist[i, t + 1] = -s / self.scale
+                self.st_hist[i, t + 1] = st
 
     def forward(self) -> None:
-        """Run the whole history (call inside ``ti.ad.Tape`` for gradients)."""
+        """Run the loaded histories (call inside ``ti.ad.Tape`` for gradients): one launch per step of
+        the longest."""
         self._init_path()
-        for t in range(self.n_steps):
+        for t in range(self.n_run):
             self._step(t, self.nb)
 
     def stresses(self) -> np.ndarray:
         """(n_points, n_steps, 3, 3) stresses after each step, Pa, tension positive."""
         return self.sig_hist.to_numpy()[:, 1:].astype(float)
+
+    @ti.kernel
+    def _gather(self, out: ti.types.ndarray(), n: ti.i32):
+        for i, r in ti.ndrange(n, self.n_out):
+            sig = self.sig_hist[i, self.ends[i, r] + 1]
+            for a, b in ti.static(ti.ndrange(3, 3)):
+                out[i, r, a, b] = sig[a, b]
+
+    def reported(self, n: int | None = None, out=None):
+        """Stresses of the first ``n`` points (default all) after their reported steps, Pa, tension
+        positive: written into ``out`` (numpy array or torch tensor (n, n_out, 3, 3) of the runtime's
+        real type) and returned; without ``out``, a new float64 numpy array."""
+        n = self.n_points if n is None else int(n)
+        if out is None:
+            buf = np.empty((n, self.n_out, 3, 3), dtype=self.np_real)
+            self._gather(buf, n)
+            return buf.astype(float)
+        self._gather(out, n)
+        return out
 
     def states(self) -> dict:
         st = self.st_hist.to_numpy()[:, 1:]
@@ -378,19 +471,36 @@ class StressPathBatch(_Common):
 
     @ti.kernel
     def _weighted_loss(self, w: ti.template()):
-        for i, t in w:
-            self.loss[None] += (w[i, t] * self.sig_hist[i, t + 1]).sum()
+        for i, r in w:
+            self.loss[None] += (w[i, r] * self.sig_hist[i, self.ends[i, r] + 1]).sum()
 
-    def gradient(self, weights: np.ndarray, recompute: bool = True) -> tuple[float, np.ndarray]:
-        """Loss = sum(weights * stress) (weights (n_points, n_steps, 3, 3), per Pa) and its gradient
-        with respect to the parameters (``param_names`` order), by Taichi reverse-mode autodiff.
+    @ti.kernel
+    def _load_weights(self, src: ti.types.ndarray(), n: ti.i32):
+        for i, r in self._w:
+            v = ti.Matrix.zero(self.real, 3, 3)
+            if i < n:
+                for a, b in ti.static(ti.ndrange(3, 3)):
+                    v[a, b] = src[i, r, a, b]
+            self._w[i, r] = v
+
+    def _set_weights(self, weights) -> None:
+        if self._w is None:
+            self._w = ti.Matrix.field(3, 3, self.real, shape=(self.n_points, self.n_out))
+        n = int(weights.shape[0])
+        if n > self.n_points or tuple(weights.shape[1:]) != (self.n_out, 3, 3):
+            raise ValueError(f"weights must have shape (<= {self.n_points}, {self.n_out}, 3, 3), "
+                             f"got {tuple(weights.shape)}")
+        self._load_weights(_real_array(weights, self.np_real), n)
+
+    def gradient(self, weights, recompute: bool = True) -> tuple[float, np.ndarray]:
+        """Loss = sum(weights * stress) (weights (n_points, n_out, 3, 3) per reported stress, per Pa;
+        numpy or torch, fewer rows allowed: the others weigh zero) and its gradient with respect to
+        the parameters (``param_names`` order), by Taichi reverse-mode autodiff.
 
         ``recompute=False`` reuses the history of the last :meth:`forward` (same strain and
         parameters, which the caller guarantees) instead of running it again.
         """
-        if self._w is None:
-            self._w = ti.Matrix.field(3, 3, self.real, shape=(self.n_points, self.n_steps))
-        self._w.from_numpy(np.asarray(weights, dtype=self.np_real))
+        self._set_weights(weights)
         self.loss[None] = 0.0
         if recompute:
             self.forward()
@@ -405,19 +515,36 @@ class StressPathBatch(_Common):
             f.grad.fill(0.0)
         self.loss.grad[None] = 1.0
         self._weighted_loss.grad(self._w)
-        for t in reversed(range(self.n_steps)):
+        for t in reversed(range(self.n_run)):
             self._step.grad(t, self.nb)
         self._init_path.grad()
 
     def weighted_loss(self, weights: np.ndarray) -> float:
         """The loss of :meth:`gradient` without gradients (for finite differences)."""
-        if self._w is None:
-            self._w = ti.Matrix.field(3, 3, self.real, shape=(self.n_points, self.n_steps))
-        self._w.from_numpy(np.asarray(weights, dtype=self.np_real))
+        self._set_weights(weights)
         self.loss[None] = 0.0
         self.forward()
         self._weighted_loss(self._w)
         return float(self.loss[None])
+
+
+def _real_array(x, np_real):
+    """``x`` (numpy array or torch tensor) as a contiguous array of the runtime's real type, on the
+    device it is on (no copy when it already is one)."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "contiguous"):
+        return np.ascontiguousarray(x, dtype=np_real)
+    import torch
+
+    return x.to(dtype=torch.float64 if np_real == np.float64 else torch.float32).contiguous()
+
+
+def _int_array(x):
+    """``x`` as a contiguous int32 array (numpy) or tensor (torch, on its device)."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "contiguous"):
+        return np.ascontiguousarray(x, dtype=np.int32)
+    import torch
+
+    return x.to(dtype=torch.int32).contiguous()
 
 
 def finite_difference_gradient(path: "StressPathBatch", weights: np.ndarray, rel_step: float = 1e-6) -> np.ndarray:
