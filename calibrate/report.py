@@ -21,7 +21,7 @@ TOP = 10
 
 def _per_point(cal, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with torch.no_grad():
-        pred = cal.surrogate(torch.as_tensor(phi, dtype=torch.float64)).numpy()
+        pred = cal.surrogate(torch.as_tensor(phi, dtype=torch.float64)).cpu().numpy()
     w = np.ones(len(pred)) if cal.data.weights is None else cal.data.weights
     mask = cal.data.mask
     num = w * np.einsum("tij,ntij->n", mask, (pred - cal.data.stress) ** 2)

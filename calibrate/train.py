@@ -146,9 +146,10 @@ class Calibration:
         self.upper = torch.tensor([bounds[k][1] for k in names], dtype=torch.float64)
         self.param = parametrisation.make(settings.parametrisation, names, self.phi0, self.lower, self.upper)
         self.train, self.val, self.test = split_points(data.strain.shape[0], settings.split, settings.seed)
-        self.target = torch.from_numpy(data.stress)
-        self.mask = torch.from_numpy(data.mask)
-        self.weights = None if data.weights is None else torch.from_numpy(data.weights)
+        dev = self.surrogate.device                     # the misfit is computed where the stresses are
+        self.target = torch.from_numpy(data.stress).to(dev)
+        self.mask = torch.from_numpy(data.mask).to(dev)
+        self.weights = None if data.weights is None else torch.from_numpy(data.weights).to(dev)
         self.history: list[dict] = []
         self.best = {"val": np.inf, "epoch": -1, "phi": self.param.to_phi(self.param.initial()).numpy().copy()}
         self.interrupted = False
@@ -182,7 +183,7 @@ class Calibration:
     def total_loss(self, phi: torch.Tensor, points: np.ndarray, gamma: float) -> tuple:
         m = self.misfit_of(phi, points)
         pen = self.penalty(phi)
-        return m + gamma * pen, m, pen
+        return m + gamma * pen.to(m.device), m, pen
 
     def loss_and_val(self, phi: torch.Tensor, gamma: float) -> tuple:
         """``total_loss`` over all training points plus the validation misfit (a float), from one
@@ -191,7 +192,7 @@ class Calibration:
         pred = self.surrogate(phi, pts)
         n = len(self.train)
         m = misfit(pred[:n], self.target[self.train], self.mask, self._w(self.train))
-        pen = self.penalty(phi)
+        pen = self.penalty(phi).to(m.device)
         val = (float(misfit(pred[n:].detach(), self.target[self.val], self.mask, self._w(self.val)))
                if len(self.val) else None)
         return m + gamma * pen, m, pen, val

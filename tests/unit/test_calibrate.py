@@ -19,30 +19,111 @@ OPTS = {"lode": "exp", "delta_r": 0.03}
 
 
 def test_bridge_forward_is_the_fem_integrator(ti_runtime):
+    """Each point is cut into its own sub-step count (Eq. 16), whatever its chunk-mates need: every
+    point of a batch gives what the FEM's integrator gives it alone, and a subset in another order
+    gives the same stresses bit for bit, in the caller's order."""
     from calibrate.bridge import Surrogate
     from kernels.stress_point import replay
 
-    strain = strain_paths(3, 12, 4e-4, seed=3)               # several sub-steps per step
+    strain = strain_paths(4, 12, 4e-4, seed=3)               # several sub-steps per step
+    strain[1] *= 0.2                                          # one point needs far fewer
     s = Surrogate("csuh", strain, 100e3, OPTS, chunk_points=2)
+    assert len(set(s.lengths.tolist())) > 2                   # the points' refined histories differ
     phi = np.array([CSUH.defaults[k] for k in s.param_names])
     ours = s.stresses(phi)
-    for i in range(3):                                        # one point alone: its own sub-steps
-        alone = Surrogate("csuh", strain[i:i + 1], 100e3, OPTS).stresses(phi)
-        np.testing.assert_allclose(alone[0], replay(strain[i:i + 1], 100e3, "csuh", None, OPTS)[0],
-                                   rtol=0, atol=1e-9 * 100e3)
-    # with the other points' finer sub-steps the stresses stay close (finer integration)
-    fem = replay(strain, 100e3, "csuh", None, OPTS)
-    assert np.abs(ours - fem).max() < 2e-2 * np.abs(fem).max()
+    np.testing.assert_allclose(ours, replay(strain, 100e3, "csuh", None, OPTS), rtol=0, atol=1e-9 * 100e3)
+    perm = np.array([3, 1, 0])
+    np.testing.assert_array_equal(s.stresses(phi, perm), ours[perm])
 
 
 def test_bridge_gradients_match_finite_differences(ti_runtime):
     from calibrate.bridge import Surrogate
 
     strain = strain_paths(3, 10, 1e-4, seed=5)
+    strain[0] *= 3.0                                          # its own, larger sub-step counts
     s = Surrogate("csuh", strain, 100e3, OPTS, chunk_points=2)
+    assert s.lengths[0] > s.lengths[1:].max()
     phi = torch.tensor([CSUH.defaults[k] for k in s.param_names], dtype=torch.float64, requires_grad=True)
     w = torch.from_numpy(np.random.default_rng(0).normal(size=(3, 10, 3, 3)))
     assert torch.autograd.gradcheck(lambda p: (s(p) * w).sum() / 1e5, (phi,), eps=1e-6, atol=1e-7, rtol=1e-4)
+
+
+def _rotated_paths(n: int, n_steps: int, amplitude: float) -> np.ndarray:
+    """One strain path rotated n ways: the increments' norms, so each step's Eq. 16 count, agree
+    over the points (the case where per-point and global sub-stepping coincide)."""
+    base = strain_paths(1, n_steps, amplitude, seed=11)[0]
+    rot = [np.linalg.qr(np.random.default_rng(k).normal(size=(3, 3)))[0] for k in range(n)]
+    return np.stack([r @ base @ r.T for r in rot])
+
+
+def _global_refinement(strain: np.ndarray, counts: np.ndarray) -> tuple:
+    """The bridge's former refinement (every data step cut as finely as its most demanding point
+    needs), kept here as the reference: (refined strains, refined index of each data step's end)."""
+    pieces = counts.max(axis=0)
+    prev = np.concatenate([np.zeros_like(strain[:, :1]), strain[:, :-1]], axis=1)
+    out = []
+    for t, k in enumerate(pieces):
+        for j in range(1, k):
+            out.append(prev[:, t] + (j / k) * (strain[:, t] - prev[:, t]))
+        out.append(strain[:, t])
+    return np.stack(out, axis=1), np.cumsum(pieces) - 1
+
+
+def test_refined_paths_equal_the_global_refinement_when_counts_agree(ti_runtime):
+    """Where every point needs the same sub-step counts, the per-point refinement builds the former
+    global one bit for bit (and then the kernels run the same launches: see the slow test below)."""
+    from calibrate.bridge import Surrogate, substep_counts
+    from kernels import registry
+
+    strain = _rotated_paths(3, 9, 2.6e-4)
+    counts = substep_counts(strain, registry.get("csuh").schema.check_options(OPTS))
+    assert (counts == counts[:1]).all() and counts.max() > 2
+    s = Surrogate("csuh", strain, 100e3, OPTS)
+    block, lengths, ends = s._refined(np.arange(3))
+    ref, ref_ends = _global_refinement(strain, counts)
+    np.testing.assert_array_equal(block.numpy(), 0.5 * (ref + np.swapaxes(ref, 2, 3)))
+    assert (lengths.numpy() == ref.shape[1]).all() and (ends.numpy() == ref_ends).all()
+
+
+@pytest.mark.slow
+def test_surrogate_equals_the_global_refinement_bit_for_bit(ti_runtime):
+    """Same data: stresses and gradient of the bridge equal, bit for bit, the former implementation's
+    (a path batch over the globally refined path, weights at the data steps' ends)."""
+    from calibrate.bridge import Surrogate, substep_counts
+    from kernels import registry
+    from kernels.stress_point import StressPathBatch
+
+    strain = _rotated_paths(3, 9, 2.6e-4)
+    opts = registry.get("csuh").schema.check_options(OPTS)
+    ref, ends = _global_refinement(strain, substep_counts(strain, opts))
+    w = np.random.default_rng(3).normal(size=(3, 9, 3, 3)) * 1e-5
+    old = StressPathBatch("csuh", 3, ref.shape[1], 100e3, needs_grad=True, **{**opts, "n_sub": 1})
+    old.load_strain(ref)
+    old.forward()
+    w_full = np.zeros((3, ref.shape[1], 3, 3))
+    w_full[:, ends] = w
+    old_stress, old_grad = old.stresses()[:, ends], old.gradient(w_full)[1]
+    s = Surrogate("csuh", strain, 100e3, OPTS)
+    phi = np.array([CSUH.defaults[k] for k in s.param_names])
+    np.testing.assert_array_equal(s.stresses(phi), old_stress)
+    np.testing.assert_array_equal(s.vjp(phi, w), old_grad)
+
+
+def test_exchange_device_per_backend(monkeypatch):
+    """The torch device of the data per Taichi backend, and whether the kernels address it in place:
+    the host on the CPU (in place) and on Vulkan (through Taichi's host copy), the CUDA device on
+    CUDA when torch has CUDA (in place). No Taichi runtime needed: the choice is a function of the
+    backend's name."""
+    from calibrate.bridge import direct_exchange, torch_device
+
+    cpu = torch.device("cpu")
+    assert torch_device("x64") == cpu and direct_exchange("x64")
+    assert torch_device("vulkan") == cpu and not direct_exchange("vulkan")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert torch_device("cuda") == cpu and not direct_exchange("cuda")        # CPU-only torch: via the host
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert torch_device("cuda") == torch.device("cuda", 0) and direct_exchange("cuda")
+    assert torch_device("vulkan") == cpu and not direct_exchange("vulkan")
 
 
 def test_loss_equals_direct_eq17(ti_runtime):
@@ -58,6 +139,8 @@ def test_loss_equals_direct_eq17(ti_runtime):
            "kinematics": "plane_strain", "step": np.arange(9)}
     data = prepare_data(raw)
     cal = Calibration(data, dict(CSUH.defaults), Settings(split=(1.0, 0.0, 0.0), options=OPTS))
+    from calibrate.bridge import torch_device
+    assert cal.target.device == cal.mask.device == cal.surrogate.device == torch_device()   # the misfit's device
     pred = replay(strain, 100e3, "csuh", None, OPTS)
     c = [(0, 0), (1, 1), (0, 1)]
     num = sum(((pred[:, :, i, j] - target[:, :, i, j]) ** 2).sum() for i, j in c)
