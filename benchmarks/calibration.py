@@ -2,13 +2,17 @@
 
     python benchmarks/calibration.py --points 32 --steps 200 --epochs 200 --generations 150
     python benchmarks/calibration.py --long --points 552 --steps 7500 --chunk-points 64
-    python benchmarks/calibration.py --epoch --points 552 --steps 7500 --extreme 12 --chunk-points 64
+    python benchmarks/calibration.py --epoch --points 552 --steps 7500 --extreme 12 --chunk-points 256
 
 Synthetic CSUH data from the Original parameters along varied paths (calibrate.synthetic), start
 20-30 % off. Prints one JSON line: wall time and misfit reached by each optimiser, the time each
 needed to reach misfits 1e-3 ... 1e-8 (or --target) and the ratios to CMA-ES, the cost of one gradient in
 forward passes, and the recovered parameters. ``--long`` times one forward and one gradient over a
-long history instead and reports the peak memory.
+long history instead and reports the peak memory. ``--epoch`` times one full-batch epoch (forward and
+backward, twice: the first compiles) on data where a few points strain ten times faster, with where
+the cost goes (chunks, step launches, point-steps integrated, the refined history of the former
+global sub-stepping for comparison, the seconds spent building the refined paths) and where the data
+lives (``--arch cuda``: the CUDA device when torch has CUDA).
 """
 import argparse
 import json
@@ -31,6 +35,7 @@ def time_to(history, target):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="cpu", choices=runtime.ARCHS)
+    ap.add_argument("--fp", default="f64", choices=runtime.PRECISIONS)
     ap.add_argument("--points", type=int, default=32)
     ap.add_argument("--steps", type=int, default=80)
     ap.add_argument("--amplitude", type=float, default=8e-5,
@@ -50,7 +55,7 @@ def main():
                          "per step of which --extreme points strain ten times faster over 30 %% of the history")
     ap.add_argument("--extreme", type=int, default=12)
     args = ap.parse_args()
-    used = runtime.init(arch=args.arch, fp="f64")
+    used = runtime.init(arch=args.arch, fp=args.fp)
     if args.long:
         return long_history(args, used)
     if args.epoch:
@@ -122,39 +127,51 @@ def long_history(args, used):
     (out * 1e-5).sum().backward()
     t_bwd = time.perf_counter() - t0
     print(json.dumps({"benchmark": "calibration_long_history", "points": args.points, "steps": args.steps,
-                      "refined_steps": int(s.strain.shape[1]), "chunk_points": args.chunk_points,
+                      **s.plan(), "chunk_points": args.chunk_points,
                       "forward_s": t_fwd, "backward_s": t_bwd, "backward_over_forward": t_bwd / t_fwd,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "rss_before_mb": rss0, "stress_array_mb": out.numel() * 8 / 2**20, "device": used}))
 
 
 def paper_size_epoch(args, used):
-    """Forward and backward of one full-batch epoch, twice (the first compiles), with the refined
-    (sub-stepped) history length that every point pays."""
+    """Forward and backward of one full-batch epoch, twice (the first compiles), with where the cost
+    goes: chunks, step launches, point-steps (each point's own refined history), and the refined
+    history every point would have paid under the former global sub-stepping."""
     import numpy as np
     import torch
 
-    from calibrate.bridge import Surrogate
+    from calibrate.bridge import Surrogate, direct_exchange, substep_counts
     from calibrate.synthetic import strain_paths
     from materials.csuh import SCHEMA as CSUH
 
     s = strain_paths(args.points, args.steps, 2e-5, seed=2)
     inc = np.diff(np.concatenate([np.zeros_like(s[:, :1]), s], 1), axis=1)
     inc[: args.extreme, int(0.4 * args.steps):int(0.7 * args.steps)] *= 10.0
+    strain = np.cumsum(inc, axis=1)
+    opts = {"lode": "exp", "delta_r": 0.03}
     t0 = time.perf_counter()
-    sur = Surrogate("csuh", np.cumsum(inc, axis=1), 100e3, {"lode": "exp", "delta_r": 0.03},
-                    chunk_points=args.chunk_points)
+    sur = Surrogate("csuh", strain, 100e3, opts, chunk_points=args.chunk_points)
     out = {"benchmark": "calibration_epoch", "points": args.points, "steps": args.steps, "extreme": args.extreme,
-           "refined_steps": int(sur.strain.shape[1]), "chunk_points": args.chunk_points,
-           "build_s": time.perf_counter() - t0, "device": used}
+           "chunk_points": args.chunk_points, "build_s": time.perf_counter() - t0, **sur.plan(),
+           "global_refined_steps": int(substep_counts(strain, CSUH.check_options(opts)).max(axis=0).sum()),
+           "device": used, "fp": args.fp, "torch_device": str(sur.device), "direct_exchange": direct_exchange()}
     phi = torch.tensor([CSUH.defaults[k] for k in sur.param_names], dtype=torch.float64, requires_grad=True)
     for run in (1, 2):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         pred = sur(phi)
         out[f"forward_{run}_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         (pred * 1e-5).sum().backward()
-        out[f"backward_{run}_s"] = time.perf_counter() - t0
+        out[f"backward_{run}_s"] = time.perf_counter() - t1
+        out[f"epoch_{run}_cpu_s"] = time.process_time() - c0      # CPU time of all threads (a shared machine)
+    out["epoch_s"] = out["forward_2_s"] + out["backward_2_s"]
+    t0 = time.perf_counter()
+    for _, idx in sur._blocks(None)[0]:                  # building the chunks' refined paths (torch)
+        sur._refined(idx)
+    out["refine_all_chunks_s"] = time.perf_counter() - t0
+    import resource
+
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks still open in issues 3, 5, 6 and 7, as one prepared run for a session that is lent a
+# The GPU checks still open in issues 3, 5, 6, 7 and 16, as one prepared run for a session that is lent a
 # GPU machine (see BENCHMARKS.md; prepared without a GPU, not yet run). The machine has Python 3.12
 # with numpy, click, h5py, matplotlib, tqdm, pytest and torch, but not taichi, dill or meshio: carry
 # them as wheels in .whl (taichi==1.7.4 cp312, dill, meshio; see the device tool's README), then run
@@ -18,6 +18,13 @@ run python3 benchmarks/fem_elastic.py --arch cuda --fp f32 --steps 500
 run python3 benchmarks/fem_elastic.py --arch cuda --fp f64 --steps 500
 run python3 benchmarks/dem_rve.py --arch cuda --fp f32 --dim 2 --cells 484 --steps 200
 run python3 benchmarks/dem_rve.py --arch cuda --fp f32 --dim 3 --cells 8192 --steps 50
+# calibration on the device (issue 16): the data stays on the GPU (torch CUDA tensors exchanged with
+# Taichi in place); a few Adam epochs with --arch cuda against the CPU, f64 and f32 (exit 1 when they
+# differ beyond 1e-8 / 1e-3), and one epoch at the footing dataset's size (552 points x 7500 steps)
+run python3 benchmarks/calibration_device.py --arch cuda --fp f64 --epochs 5
+run python3 benchmarks/calibration_device.py --arch cuda --fp f32 --epochs 5
+run python3 benchmarks/calibration.py --epoch --arch cuda --fp f64 --points 552 --steps 7500 --extreme 12 --chunk-points 552
+run python3 benchmarks/calibration.py --epoch --arch cuda --fp f32 --points 552 --steps 7500 --extreme 12 --chunk-points 552
 # FEM-DEM at paper scale, a few macro steps to extrapolate the wall time of the full runs
 run python3 -m engine.cli run cases/strip_footing.toml --set "material.model='dem'" --set run.steps=10 \
     --arch cuda --fp f32 --no-progress --out /tmp/footing_dem_gpu

@@ -191,10 +191,23 @@ class Surrogate:
         rows = self.offsets[it][:, None] + torch.minimum(s[None, :], (L - 1)[:, None])
         return self.flat[rows], L, self.ends[it]
 
+    def _handoff(self, to_taichi: bool) -> None:
+        """On CUDA, torch and Taichi may queue work on different streams: wait for the side that
+        wrote a tensor before the other reads it (once per chunk; nothing to do on the host)."""
+        if self.device.type == "cuda":
+            if to_taichi:
+                torch.cuda.synchronize(self.device)
+            else:
+                import taichi as ti
+
+                ti.sync()
+
     def _load(self, idx: np.ndarray) -> None:
         key = (int(idx[0]), len(idx), int(idx[-1]), hash(idx.tobytes()))
         if self.loaded != key:
-            self.path.load_paths(*self._refined(idx))
+            block = self._refined(idx)
+            self._handoff(to_taichi=True)
+            self.path.load_paths(*block)
             self.loaded = key
 
     def set_params(self, values: np.ndarray) -> None:
@@ -212,7 +225,10 @@ class Surrogate:
             self.path.forward()
             self.fresh = (self.loaded, tag)
             part = torch.empty((len(idx), self.n_steps, 3, 3), dtype=self.real, device=self.device)
-            out[torch.as_tensor(pos, device=self.device)] = self.path.reported(len(idx), part)
+            self._handoff(to_taichi=True)
+            self.path.reported(len(idx), part)
+            self._handoff(to_taichi=False)
+            out[torch.as_tensor(pos, device=self.device)] = part
         return out
 
     def stresses(self, values: np.ndarray, points=None) -> np.ndarray:
@@ -233,6 +249,7 @@ class Surrogate:
                 continue
             self._load(idx)
             fresh = self.fresh == (self.loaded, tag)
+            self._handoff(to_taichi=True)
             total += self.path.gradient(w, recompute=not fresh)[1]
             self.fresh = (self.loaded, tag)           # the fields now hold this block's history
         return total
