@@ -1,4 +1,5 @@
-"""Shared test helpers: the CLI in this process, in a subprocess, and a check that a PNG is a picture."""
+"""Shared test helpers: the CLI in this process, in a subprocess, a fresh Taichi runtime, and a check that a
+PNG is a picture."""
 import subprocess
 import sys
 
@@ -36,3 +37,19 @@ def assert_plot_png(path, min_size=(300, 200)):
         img = np.asarray(im.convert("RGB"))
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 10          # axes, text, curves: not blank
     assert (img.sum(axis=2) < 600).mean() > 0.005                    # dark pixels: lines and labels drawn
+
+
+def fresh_runtime(request, fp=None):
+    """Start Taichi again with the session's ``--arch`` and ``--fp`` (or ``fp``); returns kernels.runtime.
+
+    Why a test restarts it before building a second copy of an object: a kernel's key in the offline
+    cache (tests/conftest.py) includes the ids of the fields it touches, so a second copy built in the
+    same runtime compiles every kernel again (the calibration's differentiable step: 10 to 20 s on
+    two cores). The reset writes the kernels compiled so far to the cache, and a copy built first in
+    the new runtime has the same field ids as the first one: its kernels load from the cache in
+    well under a second."""
+    from kernels import runtime
+
+    runtime.init(arch=request.config.getoption("--arch"),
+                 fp=runtime.resolve_fp(request.config.getoption("--arch"), fp or request.config.getoption("--fp")))
+    return runtime

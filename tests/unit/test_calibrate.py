@@ -210,8 +210,10 @@ def test_calibrate_cli_and_params_file_used_by_a_case(tmp_path):
     """The CLI in this process (click's runner): exit codes, stderr and files are the command's own;
     a separate interpreter would add only its start-up."""
     rng = np.random.default_rng(0)
-    strain = np.concatenate([np.zeros((6, 1, 3, 3)), strain_paths(6, 8, 1e-4, seed=7)], axis=1)
-    stress = -100e3 * np.eye(3) + rng.normal(scale=1e3, size=(6, 9, 3, 3))
+    paths = strain_paths(6, 12, 5e-5, seed=3)
+    paths[:2] *= 3.0        # 6 points, 12 steps of 3 sub-steps: test_calibrate_trust's shapes, the same kernels
+    strain = np.concatenate([np.zeros((6, 1, 3, 3)), paths], axis=1)
+    stress = -100e3 * np.eye(3) + rng.normal(scale=1e3, size=(6, 13, 3, 3))
     stress = 0.5 * (stress + np.swapaxes(stress, 2, 3))
     np.savez(tmp_path / "d.npz", strain=strain, stress=stress, p0=100e3)
     for opt in ("adam", "lbfgs", "cmaes"):

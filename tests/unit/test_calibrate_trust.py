@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from calibrate.selection import Selection, select  # noqa: E402
 from calibrate.synthetic import strain_paths  # noqa: E402
 from materials.csuh import SCHEMA as CSUH  # noqa: E402
-from helpers import engine  # noqa: E402
+from helpers import engine, fresh_runtime  # noqa: E402
 
 OPTS = {"lode": "exp", "delta_r": 0.03}
 
@@ -33,7 +33,7 @@ def inside(history):
 
 
 @pytest.mark.parametrize("optimizer", ["adam", pytest.param("lbfgs", marks=pytest.mark.slow)])
-def test_optimisers_stay_in_the_box_from_any_start(ti_runtime, optimizer):
+def test_optimisers_stay_in_the_box_from_any_start(ti_runtime, request, optimizer):
     from calibrate.train import Calibration, Settings, prepare_data
 
     data = prepare_data(tiny_raw())
@@ -41,6 +41,7 @@ def test_optimisers_stay_in_the_box_from_any_start(ti_runtime, optimizer):
     starts = [dict(CSUH.defaults)] + [{k: rng.uniform(*CSUH.bounds[k]) for k in CSUH.names} for _ in range(1)]
     for start in starts:
         start["lambda"] = max(start["lambda"], start["kappa"] * 1.2)
+        fresh_runtime(request)          # each surrogate first in its runtime: its kernels load from the cache
         cal = Calibration(data, start, Settings(epochs=3, lr=0.5, optimizer=optimizer, split=(0.5, 0.5, 0.0),
                                                 options=OPTS))
         res = cal.run(progress=False)
@@ -114,7 +115,7 @@ def test_selection_filters_and_weights():
 
 
 @pytest.mark.parametrize("optimizer", ["adam", pytest.param("lbfgs", marks=pytest.mark.slow)])
-def test_resume_equals_an_uninterrupted_run(ti_runtime, tmp_path, optimizer):
+def test_resume_equals_an_uninterrupted_run(ti_runtime, request, tmp_path, optimizer):
     from calibrate.job import Job, execute
     from calibrate.train import Settings
 
@@ -123,9 +124,13 @@ def test_resume_equals_an_uninterrupted_run(ti_runtime, tmp_path, optimizer):
     settings = Settings(epochs=4 if optimizer == "adam" else 10, lr=0.05, lr_final=0.01, optimizer=optimizer,
                         split=(0.5, 0.5, 0.0), options=OPTS)
     init = dict(CSUH.defaults)
+    # each run in a runtime of its own, as in separate `engine calibrate` processes (and its kernels
+    # load from the cache instead of compiling again, see helpers.fresh_runtime)
     whole = execute(Job(str(tmp_path / "d.npz"), str(tmp_path / "whole"), init, settings), raw)
+    fresh_runtime(request)
     part = execute(Job(str(tmp_path / "d.npz"), str(tmp_path / "part"), init, settings), raw, stop_after=2)
     assert part["interrupted"] and part["epochs_run"] < whole["epochs_run"]
+    fresh_runtime(request)
     again = execute(Job(str(tmp_path / "d.npz"), str(tmp_path / "part"), init, settings), raw, resume=True)
     assert again["params"] == whole["params"] and not again["interrupted"]
 
@@ -138,7 +143,7 @@ def test_resume_equals_an_uninterrupted_run(ti_runtime, tmp_path, optimizer):
 
 
 def test_resume_cli_refuses_other_data_and_settings(tmp_path):
-    raw = tiny_raw(n=4, steps=6)
+    raw = tiny_raw()                  # the size of the other tests here: the same compiled kernels
     np.savez(tmp_path / "d.npz", **raw)
     np.savez(tmp_path / "e.npz", **{**raw, "stress": raw["stress"] * 1.01})
     out = tmp_path / "out"
