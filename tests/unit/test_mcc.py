@@ -7,8 +7,9 @@ from gradients import check_gradients, paths
 
 def test_mcc_gradients_with_variable_substeps(ti_runtime):
     strain = paths(3, 24, 1e-3, seed=5)
-    # linear rule: T = ceil(|d eps| / eps_ref) varies between steps (masked, unrolled sub-steps)
-    path = check_gradients("mcc", strain, substep_rule="linear", eps_ref=8e-4)
+    # linear rule: T = ceil(|d eps| / eps_ref) varies between steps (masked, unrolled sub-steps):
+    # 1 or 2 here (36 steps each), the fewest unrolled copies that mask one (quicker to compile)
+    path = check_gradients("mcc", strain, substep_rule="linear", eps_ref=1.2e-3)
     T = path.nsub.to_numpy()
     assert T.min() == 1 and path.nb == T.max() >= 2
 
