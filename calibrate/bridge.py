@@ -88,6 +88,8 @@ def direct_exchange(arch: str | None = None) -> bool:
 
 
 def _torch_real():
+    """The torch dtype of the runtime's real type (raises before ``kernels.runtime.init``)."""
+    runtime.real()
     return torch.float64 if runtime.precision() == "f64" else torch.float32
 
 
