@@ -9,7 +9,9 @@ to its internal compression-positive units once on entry and exit (``stress_scal
   respect to every parameter (``ti.ad.Tape``). One kernel launch per step writing a new slot of the
   stress/state history (no loop-carried locals, no AD stack: with taichi 1.7.4 reverse mode gave
   wrong gradients for loop-carried matrices, see docs/materials.md), sub-steps unrolled to a static
-  bound ``nb`` (the largest sub-step count in the data) and masked.
+  bound ``nb`` (the largest sub-step count in the data) and masked. Each point may have its own
+  number of steps and report steps (the calibration bridge's per-point refined paths,
+  :meth:`StressPathBatch.load_paths`); arrays in and out may be numpy arrays or torch tensors.
 * :func:`replay` — stresses for strain histories (forward only), used by ``engine element --test replay``.
 
 Both classes call the one integrator :func:`materials.csuh_integrator.substep`.
