@@ -134,101 +134,134 @@ def load_packing(path, overlap_tol: float = OVERLAP_TOL) -> Packing:
     return _checked(raw, path, overlap_tol)
 
 
-def _checked(raw: dict, path: Path, overlap_tol: float) -> Packing:
-    """The Packing of the arrays ``raw`` read from ``path``, every key checked (see load_packing)."""
-    def bad(key, msg):
-        raise PackingError(f"{path}: key '{key}': {msg}")
+class _Keys:
+    """The arrays of a packing file and one-line errors naming the file and key."""
 
-    def numeric(key) -> np.ndarray:
-        a = raw[key]
+    def __init__(self, raw: dict, path: Path):
+        self.raw, self.path = raw, path
+
+    def bad(self, key, msg):
+        raise PackingError(f"{self.path}: key '{key}': {msg}")
+
+    def numeric(self, key) -> np.ndarray:
+        a = self.raw[key]
         if a.dtype.kind not in "biuf":
-            bad(key, f"dtype {a.dtype} is not numeric")
+            self.bad(key, f"dtype {a.dtype} is not numeric")
         return a.astype(np.float64)
 
-    def finite(key, a, what):
+    def finite(self, key, a, what):
         ok = np.isfinite(a).all(axis=tuple(range(1, a.ndim)))      # per row
         if not np.all(ok):
             idx = np.flatnonzero(~np.atleast_1d(ok))
-            bad(key, f"{len(idx)} {what} NaN or inf (first at {'row' if a.ndim else 'value'} {idx[0]}); must be finite")
+            self.bad(key, f"{len(idx)} {what} NaN or inf (first at {'row' if a.ndim else 'value'} {idx[0]}); must be finite")
 
-    pos = numeric("pos")
+
+def _checked(raw: dict, path: Path, overlap_tol: float) -> Packing:
+    """The Packing of the arrays ``raw`` read from ``path``, every key checked (see load_packing)."""
+    r = _Keys(raw, path)
+    dim, pos, radius = _checked_particles(r)
+    cell = _checked_cell(r, dim, radius)
+    kw = _checked_scalars(r)
+    stress = _checked_stress(r, dim)
+    n = len(radius)
+    contacts = _checked_contacts(raw, r.numeric, r.finite, r.bad, n, dim)
+    ratio, i, j, count = max_overlap(cell, pos, radius, overlap_tol)
+    if ratio > overlap_tol:
+        who = f"particle {i} overlaps its own periodic image" if i == j else f"particles {i} and {j} overlap"
+        raise PackingError(
+            f"{r.path}: keys 'pos', 'radius': {count} overlap(s) over the tolerance, worst {who} by {ratio:.3g} of the "
+            f"smaller radius; at most {overlap_tol:g} is allowed (is 'radius' a diameter, or in other units "
+            f"than 'pos' and 'cell'?)")
+    return Packing(dim=dim, cell=cell, pos=pos, radius=radius, stress=stress, contacts=contacts, **kw)
+
+
+def _checked_particles(r: _Keys) -> tuple:
+    """dim, positions (N, dim) and radii (N,) of a packing file."""
+    pos = r.numeric("pos")
     if pos.ndim != 2 or pos.shape[1] not in (2, 3):
-        bad("pos", f"shape {pos.shape}; must be (N, dim) with dim 2 or 3")
-    if "dim" in raw:
-        d = numeric("dim")
+        r.bad("pos", f"shape {pos.shape}; must be (N, dim) with dim 2 or 3")
+    if "dim" in r.raw:
+        d = r.numeric("dim")
         if d.size != 1 or float(d.reshape(-1)[0]) not in (2.0, 3.0):
-            bad("dim", f"{raw['dim'].reshape(-1)[:3].tolist()}; must be 2 or 3")
+            r.bad("dim", f"{r.raw['dim'].reshape(-1)[:3].tolist()}; must be 2 or 3")
         dim = int(d.reshape(-1)[0])
     else:
         dim = pos.shape[1]
-    radius = numeric("radius")
+    radius = r.numeric("radius")
     if radius.ndim == 2 and radius.shape[1] == 1:
         radius = radius[:, 0]
     if radius.ndim != 1 or len(radius) == 0:
-        bad("radius", f"shape {radius.shape}; must be (N,) with N >= 1 particles")
+        r.bad("radius", f"shape {radius.shape}; must be (N,) with N >= 1 particles")
     n = len(radius)
-    finite("radius", radius, "radii are")
+    r.finite("radius", radius, "radii are")
     if np.any(radius <= 0):
         idx = np.flatnonzero(radius <= 0)
-        bad("radius", f"{len(idx)} radii <= 0 (first at particle {idx[0]}: {radius[idx[0]]:g}); radii must be > 0")
+        r.bad("radius", f"{len(idx)} radii <= 0 (first at particle {idx[0]}: {radius[idx[0]]:g}); radii must be > 0")
     allowed = f"({n}, {dim})" + (f" or ({n}, 3)" if dim == 2 else "")
     if pos.shape[1] != dim and not (dim == 2 and pos.shape[1] == 3):   # YADE writes 3-vectors in 2D
-        bad("pos", f"shape {pos.shape} for dim {dim}; must be {allowed}")
+        r.bad("pos", f"shape {pos.shape} for dim {dim}; must be {allowed}")
     if len(pos) != n:
-        bad("pos", f"{len(pos)} rows for {n} radii; must be {allowed}")
+        r.bad("pos", f"{len(pos)} rows for {n} radii; must be {allowed}")
     pos = np.ascontiguousarray(pos[:, :dim])
-    finite("pos", pos, "positions are")
+    r.finite("pos", pos, "positions are")
 
-    cell = numeric("cell")
+    return dim, pos, radius
+
+
+def _checked_cell(r: _Keys, dim: int, radius: np.ndarray) -> np.ndarray:
+    """The (dim, dim) cell matrix: finite, not singular, wider than the largest particle."""
+    cell = r.numeric("cell")
     if dim == 2 and cell.shape == (3, 3):                 # YADE's 3x3 cell: the in-plane block
         cell = cell[:2, :2]
     if cell.shape != (dim, dim):
-        bad("cell", f"shape {cell.shape}; must be ({dim}, {dim})" + (" or (3, 3)" if dim == 2 else ""))
+        r.bad("cell", f"shape {cell.shape}; must be ({dim}, {dim})" + (" or (3, 3)" if dim == 2 else ""))
     if not np.all(np.isfinite(cell)):
-        bad("cell", "contains NaN or inf; must be finite")
+        r.bad("cell", "contains NaN or inf; must be finite")
     lengths = np.linalg.norm(cell, axis=0)
     det = float(np.linalg.det(cell))
     if not lengths.all() or abs(det) <= 1e-9 * float(np.prod(lengths)):
-        bad("cell", f"singular (det {det:.3g}, cell vectors of lengths {lengths.tolist()}); its columns must be "
+        r.bad("cell", f"singular (det {det:.3g}, cell vectors of lengths {lengths.tolist()}); its columns must be "
                     f"{dim} independent cell vectors")
     width = 1.0 / np.linalg.norm(np.linalg.inv(cell), axis=1)    # distance between opposite faces
     a, big = int(np.argmin(width)), int(np.argmax(radius))
     if width[a] <= 2.0 * radius[big]:
         raise PackingError(
-            f"{path}: keys 'cell', 'radius': the cell is {width[a]:.4g} m between its faces across axis {a}, not more "
+            f"{r.path}: keys 'cell', 'radius': the cell is {width[a]:.4g} m between its faces across axis {a}, not more "
             f"than the largest diameter {2 * radius[big]:.4g} m (particle {big}), which would touch its own periodic "
             f"image; the cell must be wider than 2 r_max (is 'radius' in other units than 'cell'?)")
 
+    return cell
+
+
+def _checked_scalars(r: _Keys) -> dict:
+    """The material scalars present, each within its range (SCALAR_RANGES)."""
     kw = {}
     for k, (ok, text) in SCALAR_RANGES.items():
-        if k in raw:
-            a = numeric(k)
+        if k in r.raw:
+            a = r.numeric(k)
             if a.size != 1:
-                bad(k, f"shape {a.shape}; must be a scalar")
+                r.bad(k, f"shape {a.shape}; must be a scalar")
             v = float(a.reshape(-1)[0])
             if not (math.isfinite(v) and ok(v)):
-                bad(k, f"{v:g}; must be {text}")
+                r.bad(k, f"{v:g}; must be {text}")
             kw[k] = v
 
+    return kw
+
+
+def _checked_stress(r: _Keys, dim: int):
+    """The recorded (dim, dim) stress, or None."""
     stress = None
-    if "stress" in raw:
-        stress = numeric("stress")
+    if "stress" in r.raw:
+        stress = r.numeric("stress")
         if dim == 2 and stress.shape == (3, 3):
             stress = stress[:2, :2]
         if stress.shape != (dim, dim):
-            bad("stress", f"shape {stress.shape}; must be ({dim}, {dim})" + (" or (3, 3)" if dim == 2 else ""))
+            r.bad("stress", f"shape {stress.shape}; must be ({dim}, {dim})" + (" or (3, 3)" if dim == 2 else ""))
         if not np.all(np.isfinite(stress)):
-            bad("stress", "contains NaN or inf; must be finite")
+            r.bad("stress", "contains NaN or inf; must be finite")
 
-    contacts = _checked_contacts(raw, numeric, finite, bad, n, dim)
-    ratio, i, j, count = max_overlap(cell, pos, radius, overlap_tol)
-    if ratio > overlap_tol:
-        who = f"particle {i} overlaps its own periodic image" if i == j else f"particles {i} and {j} overlap"
-        raise PackingError(
-            f"{path}: keys 'pos', 'radius': {count} overlap(s) over the tolerance, worst {who} by {ratio:.3g} of the "
-            f"smaller radius; at most {overlap_tol:g} is allowed (is 'radius' a diameter, or in other units "
-            f"than 'pos' and 'cell'?)")
-    return Packing(dim=dim, cell=cell, pos=pos, radius=radius, stress=stress, contacts=contacts, **kw)
+    return stress
 
 
 def _checked_contacts(raw, numeric, finite, bad, n: int, dim: int) -> dict | None:
