@@ -143,3 +143,27 @@ def test_full_case_runs_to_its_end_quasi_statically(case, model, tmp_path):
     ratios = _energy_ratios(out, full.steps)
     assert len(ratios) and ratios.max() <= full.max_energy_ratio, \
         f"kinetic / internal energy {ratios.max():.3g} > run.max_energy_ratio {full.max_energy_ratio}"
+
+
+PACKINGS = {2: ROOT / "assets" / "packings" / "disks64_100kPa.npz", 3: ROOT / "assets" / "packings" / "spheres64_100kPa.npz"}
+
+
+@pytest.mark.slow                    # six FEM-DEM runs of 64-particle cells: several minutes on 2 CPU cores
+@pytest.mark.parametrize("case", list(CASES))
+def test_reduced_case_runs_to_its_end_with_dem_cells(case, tmp_path):
+    """FEM-DEM on the coarse mesh, 64-particle cells, the whole loading in the reduced run's steps
+    (20 DEM steps per increment, at most 200 relaxation steps, capped cells carried on): the run
+    completes every step with finite curves, and its cells' counts are in run.json. The quasi-static
+    runs of every case at this cell size, their curves and their costs: scripts/reduced_cases.sh,
+    docs/cases.md ("The paper's cases at reduced scale")."""
+    mesh, steps, _ = CASES[case]
+    full = load_case(ROOT / "cases" / f"{case}.toml")
+    dim = 3 if case in ("ctc", "ptc") else 2
+    info, curves, _ = _run(tmp_path, case, "dem", "--set", f"mesh.file='{MESHES / mesh}'",
+                           "--set", f"material.dem.packing='{PACKINGS[dim]}'",
+                           "--set", "material.dem.steps_per_increment=20", "--set", "material.dem.cap=200",
+                           "--set", "material.dem.on_cap='warn'",
+                           "--set", f"run.steps={steps}", "--set", f"run.dt={full.dt * full.steps / steps!r}",
+                           "--set", f"output.every={steps // 4}", "--set", "output.vtk=false")
+    assert curves["time"][-1] == pytest.approx(full.dt * full.steps)
+    assert all(len(v) == steps for v in info["cells"].values())
