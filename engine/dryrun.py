@@ -21,6 +21,7 @@ from engine.boundary import BoundarySwitch, boundary_arrays
 from engine.case import Case, CaseError
 from engine.mesh import MeshError, load_mesh
 from engine.quasistatic import MAX_INERTIA
+from engine.study.cost import human
 
 MIN_PERIODS = 10.0       # loading time / fundamental period
 QUASI_STATIC_STEP = 0.01    # prescribed displacement per step / element size
@@ -54,7 +55,7 @@ def plan(case: Case, echo=print, measure_steps: int | None = None) -> bool:
     echo(f"  fundamental period with the scaled mass ~{period:.3g} s: loading time = {load_time / period:.3g} periods")
     echo(f"  measured over {m['steps']} steps: strain increment per step max {m['deps_max']:.3g}, "
          f"median {m['deps_median']:.3g}; {m['step_s'] * 1e3:.3g} ms per step -> about "
-         f"{_duration(m['step_s'] * case.steps)} for the run (set-up {m['setup_s']:.3g} s)")
+         f"{human(m['step_s'] * case.steps)} for the run (set-up {m['setup_s']:.3g} s)")
     ok = load_time >= MIN_PERIODS * period and moved <= QUASI_STATIC_STEP
     if "particle_steps" in m:
         echo(f"  DEM: {m['cells']} cells x {m['particles']:.0f} particles, {m['spi']} steps per increment + "
@@ -120,11 +121,3 @@ def _dem_figures(batch, reports: list, inertia: float) -> dict:
             "relax_max": int(max(r["relax_max"] for r in reports)),
             "particle_steps": float((npart * steps_used).sum()), "inertia": inertia,
             "memory": float(cells.nbytes()) if cells is not None else 0.0}
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.3g} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.3g} min"
-    return f"{seconds / 3600:.3g} h"

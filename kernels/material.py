@@ -54,7 +54,21 @@ class MaterialBatch(Protocol):
         for ``run.json``; {} for models without them."""
 
 
-class StatelessBatch:
+class NoReports:
+    """The optional parts of the interface for a model that has none: no per-step counts, no
+    per-point flags, no phases of its own."""
+
+    def step_report(self) -> dict:
+        return {}
+
+    def point_flags(self) -> dict:
+        return {}
+
+    def timings(self) -> dict:
+        return {}
+
+
+class StatelessBatch(NoReports):
     """Defaults for a batch without internal state that starts from -p0 I: subclasses set
     ``n_points`` and ``p0`` (Pa, compression positive) and give ``update`` and ``wave_modulus``."""
     n_points: int
@@ -74,13 +88,4 @@ class StatelessBatch:
         return ""
 
     def diagnostics(self, stress: np.ndarray) -> dict:
-        return {}
-
-    def step_report(self) -> dict:
-        return {}
-
-    def point_flags(self) -> dict:
-        return {}
-
-    def timings(self) -> dict:
         return {}

@@ -23,6 +23,7 @@ import numpy as np
 import taichi as ti
 
 from kernels import registry, runtime
+from kernels.material import NoReports
 from materials.csuh import (A_DELTA, A_DKDM, A_EPSREF, A_K0, A_LINEAR, A_M0, A_NSUB, A_P0, A_PMIN,
                             A_QTOL, A_TMAX, N_AUX)
 from materials.csuh_integrator import substep, substep_count
@@ -60,7 +61,7 @@ def _aux(model: str, phys, prm: dict, opts: dict, p0: float, real) -> np.ndarray
 
 
 @ti.data_oriented
-class _Common:
+class _Common(NoReports):
     """Parameters, aux constants and the per-point constants vector, shared by both batches."""
 
     def _init_common(self, model, n_points, p0, params, options, needs_grad=False):
@@ -247,15 +248,6 @@ class StressPointBatch(_Common):
     def check(self, step: int) -> str:
         """Stress-point models have no failure of their own beyond non-finite stress (the FEM checks)."""
         return ""
-
-    def step_report(self) -> dict:
-        return {}
-
-    def point_flags(self) -> dict:
-        return {}
-
-    def timings(self) -> dict:
-        return {}
 
     def counts(self) -> dict:
         """Event counters: steps, substeps, clipped (T hit t_max), plastic sub-steps, guard events, apex returns (tensile mean stress set to zero)."""
