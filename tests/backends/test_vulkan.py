@@ -85,7 +85,10 @@ def _dem_path(packing: str):
     return res["stress"]
 
 
-@pytest.mark.parametrize("packing", ["disks64_100kPa.npz", "spheres64_100kPa.npz"])
+# Each DEM check on one packing in the default run, spheres here and disks below, so that both
+# dimensions run; the other packing repeats the check (pytest -m slow).
+@pytest.mark.parametrize("packing", [pytest.param("disks64_100kPa.npz", marks=pytest.mark.slow),
+                                     "spheres64_100kPa.npz"])
 def test_dem_cells_match_cpu(packing):
     cpu, x_cpu, n_cpu = on("cpu", "f32", lambda: _dem_short(packing))
     vk, x_vk, n_vk = on("vulkan", "f32", lambda: _dem_short(packing))
@@ -95,7 +98,8 @@ def test_dem_cells_match_cpu(packing):
     assert np.abs(x_vk - x_cpu).max() <= 1e-6                     # m; measured 1e-7
 
 
-@pytest.mark.parametrize("packing", ["disks64_100kPa.npz", "spheres64_100kPa.npz"])
+@pytest.mark.parametrize("packing", ["disks64_100kPa.npz",
+                                     pytest.param("spheres64_100kPa.npz", marks=pytest.mark.slow)])
 def test_relaxed_dem_path_is_as_close_to_f64_as_the_cpu(packing):
     ref = on("cpu", "f64", lambda: _dem_path(packing))
     err_cpu = np.abs(on("cpu", "f32", lambda: _dem_path(packing)) - ref).max()
@@ -103,7 +107,9 @@ def test_relaxed_dem_path_is_as_close_to_f64_as_the_cpu(packing):
     assert err_vk <= 3 * err_cpu + 1e-4 * 1e5                     # measured 176 vs 204 Pa, 435 vs 553 Pa
 
 
-@pytest.mark.parametrize("case, steps", [("biaxial.toml", 40), ("verification/patch3d.toml", 40)])
+# the 3D patch repeats the 2D biaxial check with 3D elements (pytest -m slow)
+@pytest.mark.parametrize("case, steps", [("biaxial.toml", 40),
+                                         pytest.param("verification/patch3d.toml", 40, marks=pytest.mark.slow)])
 def test_fem_steps_match_cpu(tmp_path, case, steps):
     out = {}
     for arch, fp in (("cpu", "f64"), ("cpu", "f32"), ("vulkan", "f32")):

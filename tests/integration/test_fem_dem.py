@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from engine.dataset import read_dataset
+from helpers import engine as engine_in_process
 
 ROOT = Path(__file__).parents[2]
 CASE = ROOT / "cases" / "verification" / "fem_dem_small.toml"
@@ -16,14 +17,16 @@ PACKING = ROOT / "assets" / "packings" / "disks64_100kPa.npz"
 
 
 def engine(*args):
+    """``engine ARGS`` as its own process: where a test reads what a real process writes to stderr
+    (warnings through logging) or resumes from files alone; other calls run in this process."""
     return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
 def dem_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("fd") / "run"
-    r = engine("run", CASE, "--set", "run.steps=8", "--set", "output.checkpoint_every=4", "--out", out,
-               "--no-progress")
+    r = engine_in_process("run", CASE, "--set", "run.steps=8", "--set", "output.checkpoint_every=4",
+                          "--out", out, "--no-progress")
     assert r.returncode == 0, r.stderr
     assert "note: template 0: contact state restored" in r.stderr
     return out
@@ -46,8 +49,8 @@ def test_gauss_point_history_equals_rve_strain(dem_run, tmp_path):
     path = tmp_path / "strain.npy"
     np.save(path, np.diff(d["strain"][k, :, :2, :2], axis=0))       # increments, (n, 2, 2)
     out = tmp_path / "stress.csv"
-    r = engine("rve", "strain", "--packing", PACKING, "--strain", path, "--steps-per-increment", 20,
-               "--tol", 0.05, "--cap", 500, "--out", out)
+    r = engine_in_process("rve", "strain", "--packing", PACKING, "--strain", path, "--steps-per-increment", 20,
+                          "--tol", 0.05, "--cap", 500, "--out", out)
     assert r.returncode == 0, r.stderr
     rows = np.genfromtxt(out, delimiter=",", names=True)
     alone = np.stack([rows[c] for c in ("s11", "s12", "s21", "s22")], axis=1).reshape(-1, 2, 2)
@@ -73,9 +76,11 @@ def test_compare_and_info_of_a_disk_run(dem_run, tmp_path):
 
 
 def test_resume_dem_bit_for_bit(dem_run, tmp_path):
+    """The interrupted run in this process; the resumed one in a process of its own, which has only
+    the run folder's files to continue from."""
     part = tmp_path / "part"
-    assert engine("run", CASE, "--set", "run.steps=6", "--set", "output.checkpoint_every=4", "--out", part,
-                  "--no-progress").returncode == 0
+    assert engine_in_process("run", CASE, "--set", "run.steps=6", "--set", "output.checkpoint_every=4", "--out",
+                             part, "--no-progress").returncode == 0
     r = engine("run", "--resume", part, "--set", "run.steps=8", "--no-progress")
     assert r.returncode == 0, r.stderr
     assert (part / "curves.csv").read_bytes() == (dem_run / "curves.csv").read_bytes()
@@ -97,9 +102,9 @@ def test_cap_stops_the_run_naming_the_gauss_point(tmp_path):
 
 
 def test_bad_dem_keys(tmp_path):
-    r = engine("run", CASE, "--set", "material.dem.packing='none.npz'", "--out", tmp_path / "a")
+    r = engine_in_process("run", CASE, "--set", "material.dem.packing='none.npz'", "--out", tmp_path / "a")
     assert r.returncode == 2 and "material.packing" in r.stderr and "does not exist" in r.stderr
-    r = engine("run", CASE, "--set", "material.dem.stiffness=3", "--out", tmp_path / "b")
+    r = engine_in_process("run", CASE, "--set", "material.dem.stiffness=3", "--out", tmp_path / "b")
     assert r.returncode == 2 and "unknown key material.stiffness" in r.stderr
 
 

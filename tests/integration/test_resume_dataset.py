@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from engine.dataset import read_dataset
-from helpers import assert_plot_png
-from helpers import engine_process as engine
+from helpers import assert_plot_png, engine
+from helpers import engine_process
 
 ROOT = Path(__file__).parents[2]
 BIAXIAL = ROOT / "cases" / "biaxial.toml"
@@ -21,8 +21,9 @@ def test_resume_gives_the_same_outputs_bit_for_bit(tmp_path, case):
     full, part = tmp_path / "full", tmp_path / "part"
     assert engine("run", path, "--set", "run.steps=14", "--out", full, *OPTS).returncode == 0
     assert engine("run", path, "--set", "run.steps=7", "--out", part, *OPTS).returncode == 0
-    # the interrupted run has checkpoints at 5 and 7; it continues from 7 to 14
-    r = engine("run", "--resume", part, "--set", "run.steps=14", "--no-progress")
+    # the interrupted run has checkpoints at 5 and 7; it continues from 7 to 14, in a process of its
+    # own that has only the run folder's files to continue from
+    r = engine_process("run", "--resume", part, "--set", "run.steps=14", "--no-progress")
     assert r.returncode == 0, r.stderr
     assert (full / "curves.csv").read_bytes() == (part / "curves.csv").read_bytes()
     a, b = read_dataset(full / "dataset.h5"), read_dataset(part / "dataset.h5")
@@ -62,6 +63,8 @@ def test_npz_dataset_is_accepted(tmp_path):
 
 
 def test_divergence_stops_with_message_and_keeps_outputs(tmp_path):
+    """Exit codes and stderr of real processes."""
+    engine = engine_process
     out = tmp_path / "r"
     # far above the stable step: blows up within a few hundred steps
     r = engine("run", BIAXIAL, "--set", "run.steps=3000", "--set", "run.mass_scaling=400", "--set", "run.dt=2e-3",
