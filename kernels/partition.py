@@ -36,6 +36,34 @@ def build_cells(config, request):
     return PartitionedBatch(config, request)
 
 
+AUTH_HINT = ("if the cluster uses token authentication, give this process its token: RAY_AUTH_TOKEN, "
+             "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token")
+
+
+def use_token_auth_if_available() -> bool:
+    """Send Ray's authentication token to a cluster given by address, when one is available.
+
+    Ray 2.59-2.60 start local clusters (``ray start --head``) with token authentication on and write
+    the token to ``~/.ray/auth_token``, but a driver that connects to ``HOST:PORT`` sends no token
+    unless ``RAY_AUTH_MODE=token`` is set, and is refused. This applies Ray's own rule for new local
+    clusters to addresses (Ray's ``maybe_enable_token_auth_if_token_available``): with
+    ``RAY_AUTH_MODE`` unset and a token in ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or
+    ``~/.ray/auth_token``, token mode is set for this process and the workers it starts (a cluster
+    without authentication accepts the token too); an explicit ``RAY_AUTH_MODE`` is kept. Returns
+    whether token mode is on; always False on Ray before 2.52, which has no token authentication."""
+    try:
+        from ray._private.authentication import authentication_token_setup as setup
+    except ImportError:
+        return False
+    setup_log = logging.getLogger(setup.__name__)
+    level = setup_log.level
+    setup_log.setLevel(logging.ERROR)           # Ray's "token authentication is enabled" notice
+    try:
+        return setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    finally:
+        setup_log.setLevel(level)
+
+
 def connect(address: str | None):
     """Ray, connected to the cluster at ``address`` (``HOST:PORT``) or to a new local one; quiet."""
     import ray
@@ -44,13 +72,15 @@ def connect(address: str | None):
         quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
         try:
             if address:
+                use_token_auth_if_available()
                 ray.init(address=address, **quiet)
             else:
                 ray.init(address="local", include_dashboard=False, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"--address {address}" if address else "a local Ray cluster"
+            hint = f"; {AUTH_HINT}" if address else ""
             raise placement.PlacementError(f"{where}: Ray could not start or connect "
-                                           f"({str(exc).strip().splitlines()[0][:200]})") from None
+                                           f"({str(exc).strip().splitlines()[0][:200]}){hint}") from None
     return ray
 
 

@@ -103,6 +103,9 @@ def _start_ray(workers: int | None, address: str | None):
         raise click.ClickException('--executor ray needs Ray: pip install -e ".[cluster]"') from None
     env = {"env_vars": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1))}}
     if address:
+        from kernels.partition import use_token_auth_if_available
+
+        use_token_auth_if_available()
         ray.init(address=address, runtime_env=env, log_to_driver=False, ignore_reinit_error=True)
     else:
         ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,

@@ -127,3 +127,51 @@ def test_workers_key_is_validated(tmp_path):
     assert r.returncode == 2 and "material.workers = 30 exceeds the 24 Gauss points" in r.stderr
     r = engine("run", CASE, "--workers", 0, "--out", tmp_path / "c")
     assert r.returncode == 2 and "--workers" in r.stderr
+
+
+def _env_without_ray_auth(home: Path) -> dict:
+    """This environment with ``HOME`` at ``home`` and no RAY_AUTH_* (the pytest process's own local
+    cluster sets RAY_AUTH_MODE=token, which a user's shell does not have)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env["HOME"] = str(home)
+    return env
+
+
+def test_token_in_the_default_file_turns_token_mode_on(tmp_path):
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("0" * 32)
+    code = ("import os; from kernels.partition import use_token_auth_if_available as f; "
+            "print(f(), os.environ.get('RAY_AUTH_MODE'))")
+
+    def answer(env):        # the last line: Taichi's banner comes first
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+        return r.stdout.splitlines()[-1].split()
+
+    assert answer(_env_without_ray_auth(tmp_path)) == ["True", "token"]
+    assert answer({**_env_without_ray_auth(tmp_path), "RAY_AUTH_MODE": "disabled"}) == ["False", "disabled"]
+    assert answer(_env_without_ray_auth(tmp_path / "nohome")) == ["False", "None"]
+
+
+@pytest.mark.slow                   # a Ray cluster of its own and a 2-worker run, about 60 s
+def test_address_of_a_cluster_started_by_ray_start(reference, tmp_path):
+    """``ray start --head`` (token authentication on by default since Ray 2.59, token in
+    ~/.ray/auth_token) from another shell: ``--address`` connects with the token and gives the
+    single-process outputs."""
+    env = _env_without_ray_auth(tmp_path)
+    port = 6400 + os.getpid() % 500
+    head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+                             f"--port={port}", "--num-cpus=2", "--include-dashboard=false"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while not (tmp_path / ".ray" / "auth_token").exists() and time.time() < deadline:
+            time.sleep(0.5)
+        out = tmp_path / "two"
+        r = subprocess.run([sys.executable, "-m", "engine.cli", "run", str(CASE), *COMMON, "--workers", "2",
+                            "--address", f"127.0.0.1:{port}", "--out", str(out)],
+                           env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        same_outputs(reference, out)
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
