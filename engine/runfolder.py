@@ -18,6 +18,8 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from kernels.material import PARTS_KEYS, WritesOwnCheckpoint, read_parts
+
 RUN_JSON = "run.json"
 CURVES = "curves.csv"
 QUASISTATIC = "quasistatic.csv"
@@ -25,6 +27,7 @@ PVD = "fields.pvd"
 VTK_DIR = "vtk"
 DATASET = "dataset.h5"
 CHECKPOINTS = "checkpoints"
+CELL_PARTS = "cells"            # checkpoints/cells/step_NNNNNNN.wK.npz: slice K, written by its worker
 KEEP_CHECKPOINTS = 2
 
 
@@ -130,13 +133,30 @@ def write_checkpoint(model, out: Path, step: int) -> None:
     """FEM state and material state after ``step``; keeps the newest ``KEEP_CHECKPOINTS``."""
     folder = out / CHECKPOINTS
     folder.mkdir(exist_ok=True)
+    stem = f"step_{step:07d}"
     arrays = {f"fem/{k}": v for k, v in model.fem.state().items()}
-    arrays.update({f"material/{k}": v for k, v in model.material.snapshot().items()})
-    tmp = folder / f"step_{step:07d}.tmp.npz"
+    if isinstance(model.material, WritesOwnCheckpoint):      # the workers write their slices
+        arrays.update({f"material/{k}": v for k, v in model.material.save_parts(folder, stem).items()})
+    else:
+        arrays.update({f"material/{k}": v for k, v in model.material.snapshot().items()})
+    tmp = folder / f"{stem}.tmp.npz"
     np.savez(tmp, step=step, mass_scaling=model.mass_scaling, **arrays)
-    tmp.replace(folder / f"step_{step:07d}.npz")
+    tmp.replace(folder / f"{stem}.npz")
     for old in sorted(folder.glob("step_*.npz"))[:-KEEP_CHECKPOINTS]:
         old.unlink()
+        for part in (folder / CELL_PARTS).glob(f"{old.stem}.*.npz"):
+            part.unlink()
+
+
+def _restore_material(material, state: dict, folder: Path) -> None:
+    """A checkpoint's material state into ``material``: arrays in the file, or an index of slice
+    files written by workers (read by the workers themselves when ``material`` has them)."""
+    if not all(k in state for k in PARTS_KEYS):
+        material.restore(state)
+    elif isinstance(material, WritesOwnCheckpoint):
+        material.load_parts(state, folder)
+    else:
+        material.restore(read_parts(state, folder))
 
 
 def latest_checkpoint(run_dir: Path, max_step: int) -> Path | None:
@@ -150,7 +170,8 @@ def restore_checkpoint(model, path: Path) -> int:
     """Load a checkpoint into ``model``'s FEM and material; returns its step."""
     with np.load(path) as z:
         model.fem.load_state({k[4:]: z[k] for k in z.files if k.startswith("fem/")})
-        model.material.restore({k[9:]: z[k] for k in z.files if k.startswith("material/")})
+        _restore_material(model.material, {k[9:]: z[k] for k in z.files if k.startswith("material/")},
+                          path.parent)
         step = int(z["step"])
         scaling = float(z["mass_scaling"]) if "mass_scaling" in z.files else model.mass_scaling
     if scaling != model.mass_scaling:                      # raised by variable mass scaling

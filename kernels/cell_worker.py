@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 import time
 
+from pathlib import Path
+
 import numpy as np
 
 from kernels import runtime
+from kernels.material import read_parts
 
 
 class CellWorker:
@@ -76,6 +79,18 @@ class CellWorker:
     def restore(self, state: dict) -> dict:
         self.batch.restore(state)
         return self.reports()
+
+    def save_part(self, path: str) -> str:
+        """Write this slice's snapshot to ``path`` (.npz, atomically); returns ``path``."""
+        tmp = Path(path).with_suffix(".tmp.npz")
+        np.savez(tmp, **self.batch.snapshot())
+        tmp.replace(path)
+        return path
+
+    def load_part(self, index: dict, folder: str, start: int, stop: int) -> dict:
+        """Restore points ``start .. stop-1`` from a checkpoint's slice files (any partition); the
+        reports and the cells' initial stress."""
+        return {**self.restore(read_parts(index, Path(folder), start, stop)), "stress0": self.batch.initial_stress()}
 
     def wave_modulus(self) -> float:
         return self.batch.wave_modulus()

@@ -6,6 +6,7 @@ Stresses and strains are full 3x3, tension positive, Pa; ``deps`` and ``stress``
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -52,6 +53,38 @@ class MaterialBatch(Protocol):
     def timings(self) -> dict:
         """Wall time of the material's own phases so far (s, e.g. DEM loading and relaxation),
         for ``run.json``; {} for models without them."""
+
+
+@runtime_checkable
+class WritesOwnCheckpoint(Protocol):
+    """A batch whose state lives in other processes (``kernels.partition``): for a checkpoint each
+    worker writes its slice's :meth:`MaterialBatch.snapshot` into a file of its own, and the
+    checkpoint file keeps only the index of those files (``parts_range``: (k, 2) first and end
+    point of each slice, ``parts_file``: (k,) file names relative to the checkpoint folder)."""
+
+    def save_parts(self, folder: Path, stem: str) -> dict:
+        """Have every worker write its slice under ``folder`` (names from ``stem``); the index."""
+
+    def load_parts(self, index: dict, folder: Path) -> None:
+        """Restore from a checkpoint's index (written by any partition): each worker reads its points."""
+
+
+PARTS_KEYS = ("parts_range", "parts_file")
+
+
+def read_parts(index: dict, folder: Path, start: int = 0, stop: int | None = None) -> dict:
+    """The snapshot of points ``start .. stop-1`` assembled from the slice files of a checkpoint
+    index (see :class:`WritesOwnCheckpoint`), whatever partition wrote them."""
+    ranges, files = np.asarray(index["parts_range"]), [str(f) for f in index["parts_file"]]
+    stop = int(ranges[-1, 1]) if stop is None else stop
+    pieces: dict = {}
+    for (a, b), name in zip(ranges, files):
+        lo, hi = max(a, start), min(b, stop)
+        if lo < hi:
+            with np.load(Path(folder) / name) as z:
+                for k in z.files:
+                    pieces.setdefault(k, []).append(z[k][lo - a:hi - a])
+    return {k: np.concatenate(v) for k, v in pieces.items()}
 
 
 class NoReports:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -208,6 +209,21 @@ class PartitionedBatch(CellReports):
         self._take(self._gather([a.restore.remote({k: v[a0:b] for k, v in state.items()})
                                  for a, (a0, b) in zip(self.actors, self.slices)]))
         self._stress0 = state["rve_stress0"].copy()
+
+    def save_parts(self, folder: Path, stem: str) -> dict:
+        """Every actor writes its slice to ``folder/cells/STEM.wK.npz`` (the run folder must be on a
+        file system the workers share with the driver); the index for the checkpoint file."""
+        (Path(folder) / "cells").mkdir(parents=True, exist_ok=True)
+        names = [f"cells/{stem}.w{i}.npz" for i in range(len(self.actors))]
+        self._gather([a.save_part.remote(str((Path(folder) / n).resolve())) for a, n in zip(self.actors, names)])
+        return {"parts_range": np.array(self.slices, dtype=np.int64), "parts_file": np.array(names)}
+
+    def load_parts(self, index: dict, folder: Path) -> None:
+        """Each actor reads its points from the slice files of any partition's checkpoint."""
+        where = str(Path(folder).resolve())
+        done = self._gather([a.load_part.remote(index, where, a0, b) for a, (a0, b) in zip(self.actors, self.slices)])
+        self._take(done)
+        self._stress0 = np.concatenate([r["stress0"] for r in done])
 
     def wave_modulus(self) -> float:
         """Largest Voigt constrained modulus over every slice's cells (Pa)."""

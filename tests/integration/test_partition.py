@@ -71,6 +71,21 @@ def test_two_workers_equal_one_bit_for_bit(cluster, reference, tmp_path):
     same_outputs(reference, out)
 
 
+@pytest.mark.slow                   # two FEM-DEM runs, about 40 s
+def test_checkpoint_of_two_workers_resumes_in_one_process(cluster, reference, tmp_path):
+    """The slices the workers wrote are read back by a run without Ray (``workers = 1``)."""
+    out = tmp_path / "two-then-one"
+    steps = ("--set", "run.steps=40")
+    r = engine("run", CASE, *COMMON, *steps, "--workers", 2, "--address", cluster, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (out / "checkpoints" / "cells").glob("*.npz")) == [
+        "step_0000036.w0.npz", "step_0000036.w1.npz", "step_0000040.w0.npz", "step_0000040.w1.npz"]
+    r = engine("run", "--resume", out, "--set", f"run.steps={STEPS}", "--workers", 1, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    same_outputs(reference, out)
+    assert not list((out / "checkpoints" / "cells").glob("step_0000036.*"))   # old slices go with their step
+
+
 def wait_for_checkpoint(run: Path, proc, step: int, timeout: float = 120.0) -> dict:
     """The run.json of the running ``proc`` once its checkpoint after ``step`` exists."""
     ckpt = run / "checkpoints" / f"step_{step:07d}.npz"
@@ -101,6 +116,12 @@ def test_killed_worker_stops_the_run_and_resume_with_three_workers(cluster, refe
     d, ref = read_dataset(out / "dataset.h5"), read_dataset(reference / "dataset.h5")
     n = d["stress"].shape[1]
     assert n > 8 and np.array_equal(d["stress"], ref["stress"][:, :n], equal_nan=True)
+    ckpt = sorted((out / "checkpoints").glob("step_*.npz"))[-1]
+    with np.load(ckpt) as z:                 # the cells are in the workers' own files, not in this one
+        files = list(z["material/parts_file"])
+        assert z["material/parts_range"].tolist() == [[0, 12], [12, 24]]
+    assert files == [f"cells/{ckpt.stem}.w0.npz", f"cells/{ckpt.stem}.w1.npz"]
+    assert all((out / "checkpoints" / f).is_file() for f in files)
     r = engine("run", "--resume", out, "--workers", 3, "--address", cluster, "--no-progress")
     assert r.returncode == 0, r.stderr
     same_outputs(reference, out)
