@@ -108,6 +108,7 @@ def _start_ray(workers: int | None, address: str | None):
         use_token_auth_if_available()
         ray.init(address=address, runtime_env=env, log_to_driver=False, ignore_reinit_error=True)
     else:
-        ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+        # a new local cluster, never one that `ray start` left running on this machine
+        ray.init(address="local", num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,
                  runtime_env=env, ignore_reinit_error=True)
     return ray

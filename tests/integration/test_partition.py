@@ -5,9 +5,11 @@ then resumed with 3 workers; a whole 2-worker run is marked slow), memory refusa
 The runs share one local Ray cluster (module fixture) through ``engine run --address``."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -180,8 +182,10 @@ def test_address_of_a_cluster_started_by_ray_start(reference, tmp_path):
     single-process outputs."""
     env = _env_without_ray_auth(tmp_path)
     port = 6400 + os.getpid() % 500
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")    # its session files, never the machine's /tmp/ray
     head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-                             f"--port={port}", "--num-cpus=2", "--include-dashboard=false"], env=env,
+                             f"--port={port}", "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={temp}"],
+                            env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 60
@@ -196,3 +200,4 @@ def test_address_of_a_cluster_started_by_ray_start(reference, tmp_path):
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
