@@ -74,10 +74,12 @@ def _forced(overrides: dict) -> list[str]:
 
 
 def _case_data(spec: RunSpec, extra: dict, study: Study) -> dict:
-    """The case dictionary with the entry's overrides, ``extra`` and the scale's FEM-DEM or surrogate set."""
+    """The case dictionary with the entry's overrides, ``extra``, the scale's FEM-DEM or surrogate set
+    and then the entry's own (``dem_set`` / ``surrogate_set``: e.g. per-case FEM-DEM step counts)."""
     data = apply_overrides(read_toml(spec.case, error=StudyError), [*spec.overrides, *_forced(extra)], spec.case)
     dem = data.get("material", {}).get("model") == "dem"
-    return apply_overrides(data, list(study.scale.dem_set if dem else study.scale.surrogate_set), spec.case)
+    sets = [*study.scale.dem_set, *spec.dem_set] if dem else [*study.scale.surrogate_set, *spec.surrogate_set]
+    return apply_overrides(data, sets, spec.case)
 
 
 def _run_stage(name: str, spec: RunSpec, study: Study, extra: dict, params_from: str | None = None,

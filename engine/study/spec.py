@@ -44,6 +44,8 @@ class RunSpec:
     case: Path
     overrides: tuple
     surrogates: tuple = ()        # test entries: the surrogates it runs with (all by default)
+    dem_set: tuple = ()           # overrides of this entry's FEM-DEM run only (after the scale's)
+    surrogate_set: tuple = ()     # overrides of this entry's surrogate runs only (after the scale's)
 
 
 @dataclass(frozen=True)
@@ -168,8 +170,10 @@ def _run_spec(data, where: str, key: str, base: Path, surrogates: tuple | None =
         for s in chosen:
             if s not in known:
                 raise StudyError(f"{where}: {key}.surrogates: {s!r} is not a [[surrogate]] (allowed: {', '.join(known)})")
+    only = {k: tuple(_override(x, where, f"{key}.{k}", base) for x in t.get(k, list, []))
+            for k in ("dem_set", "surrogate_set")}
     t.finish()
-    return RunSpec(name=name, case=case, overrides=tuple(overrides), surrogates=chosen)
+    return RunSpec(name=name, case=case, overrides=tuple(overrides), surrogates=chosen, **only)
 
 
 def _override(text, where: str, key: str, base: Path) -> str:

@@ -81,6 +81,24 @@ def test_dry_run_prints_the_plan_in_dependency_order_and_runs_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_entrys_dem_set_and_surrogate_set_reach_only_its_fem_dem_or_surrogate_runs(tmp_path):
+    from engine.study.plan import make_plan
+    from engine.study.spec import load_study
+
+    text = TINY.format(epochs=1)        # its last table is the [[test]] entry
+    text += 'dem_set = ["run.steps=10", "run.dt=0.5", "material.dem.tol=0.02"]\nsurrogate_set = ["run.dt_safety=0.3"]\n'
+    path = tmp_path / "tiny.toml"
+    path.write_text(text)
+    stages = {s.name: s for s in make_plan(load_study(path))}
+    dem = stages["test-patch-dem"].payload["data"]
+    sur = stages["test-patch-original"].payload["data"]
+    # the entry's FEM-DEM set comes after the case and before the [scale] factors (10 x 0.2 steps)
+    assert dem["run"]["steps"] == 2 and dem["run"]["dt"] == pytest.approx(2.5)
+    assert dem["material"]["dem"]["tol"] == 0.02 and sur["material"].get("dem", {}).get("tol") != 0.02
+    assert sur["run"]["dt_safety"] == 0.3 and dem["run"].get("dt_safety") != 0.3
+    assert stages["train-patch"].payload["data"]["run"]["steps"] == 4     # other entries keep the case's
+
+
 @pytest.mark.parametrize("extra, message", [
     ("[scale]\nsteps = 2.0\n", "scale.steps = 2.0 is out of range (allowed: 0 < steps <= 1)"),
     ("[[surrogate]]\nname = \"x\"\ncalibration = \"nope\"\n", "surrogate.2.calibration = 'nope' is not a [[calibration]]"),
