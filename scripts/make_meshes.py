@@ -41,6 +41,12 @@ EXPECTED = {
     "retaining_wall_coarse": (90, 120),
     "cavity_coarse": (110, 150),
     "ctc_coarse": (16, 16),
+    # coarser still: the quick study's FEM-DEM runs fit 30 minutes quasi-statically (studies/quick.toml)
+    "strip_footing_quick": (55, 80),
+    "biaxial_quick": (40, 60),
+    "retaining_wall_quick": (45, 65),
+    "cavity_quick": (40, 65),
+    "ctc_quick": (8, 8),
 }
 FAILED: list[str] = []
 
@@ -282,6 +288,11 @@ BUILDERS = {
     "retaining_wall_coarse": lambda out: retaining_wall(out, "retaining_wall_coarse", 2.0),
     "cavity_coarse": lambda out: cavity(out, "cavity_coarse", 2.8),
     "ctc_coarse": lambda out: _box("ctc_coarse", (0.05, 0.05, 0.1), (2, 2, 4), out),
+    "strip_footing_quick": lambda out: strip_footing(out, "strip_footing_quick", 3.4),
+    "biaxial_quick": lambda out: biaxial(out, "biaxial_quick", 3.5),
+    "retaining_wall_quick": lambda out: retaining_wall(out, "retaining_wall_quick", 2.8),
+    "cavity_quick": lambda out: cavity(out, "cavity_quick", 5.5),
+    "ctc_quick": lambda out: _box("ctc_quick", (0.05, 0.05, 0.1), (2, 2, 2), out),
     "strip_footing": strip_footing,
     "biaxial": biaxial,
     "retaining_wall": retaining_wall,
