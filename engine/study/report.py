@@ -20,7 +20,8 @@ def write_report(study, stages: list[Stage], out: Path) -> Path:
     """Write ``out/report.md`` (and ``out/report_mae.png``); returns its path."""
     out = Path(out)
     by_name = {s.name: s for s in stages}
-    lines = [f"# Study `{study.name}`", "", f"Study file: `{study.path}`.", "", *_stage_table(stages, out), ""]
+    lines = [f"# Study `{study.name}`", "", f"Study file: `{study.path}`.", "", *_stage_table(stages, out), "",
+             *_quasistatic_table(stages, out)]
     for c in study.calibrations:
         lines += _calibration_section(c, by_name[f"calibrate-{c.name}"], out)
     maes = {}
@@ -50,6 +51,64 @@ def _stage_table(stages: list[Stage], out: Path) -> list[str]:
         status = info.get("status", "not run") + (f": {info['message']}" if info.get("message") else "")
         rows.append(f"| {s.name} | {status} | {'' if wall is None else f'{wall:.1f}'} | {s.estimate_s:.0f} |")
     return rows
+
+
+def quasistatic_evidence(run_dir: Path) -> dict | None:
+    """The engine's own quasi-static measures of a FEM-DEM run folder, or None if it has none.
+
+    ``energy``: the largest kinetic/internal energy ratio at the frames after the first
+    ``WARMUP`` of the steps (what the run warns about); ``inertia_frames``: the largest inertia
+    number at the frames (idem); ``inertia_steps`` and ``above``: the largest at any macro step and
+    the share of the steps above ``MAX_INERTIA`` (``run.json: cells.inertia_max``, every step);
+    ``loose``: the most loose cells at once; ``capped``: capped cell-steps in all."""
+    from engine.quasistatic import MAX_INERTIA, QUASISTATIC, WARMUP
+
+    info = _json(run_dir / "run.json")
+    if not info or not info.get("cells"):
+        return None
+    cells, steps = info["cells"], info.get("steps_requested") or info.get("steps_done") or 1
+    warm = max(1, int(WARMUP * steps))
+    frames = []
+    try:
+        with open(run_dir / QUASISTATIC, newline="") as f:
+            frames = [r for r in csv.DictReader(f) if int(r["step"]) > 0]
+    except OSError:
+        pass
+    inertia = [float(v) for v in cells.get("inertia_max", [])]
+    limit = (info.get("case") or {}).get("run", {}).get("max_energy_ratio", 0.05)
+    return {"steps": info.get("steps_done"), "frames": len(frames), "limit": limit, "max_inertia": MAX_INERTIA,
+            "energy": max([float(r["energy_ratio"]) for r in frames if int(r["step"]) >= warm], default=float("nan")),
+            "inertia_frames": max([float(r["inertia_max"]) for r in frames], default=float("nan")),
+            "inertia_steps": max(inertia, default=float("nan")),
+            "above": sum(v > MAX_INERTIA for v in inertia) / max(1, len(inertia)),
+            "loose": max(cells.get("loose", [0]), default=0), "capped": sum(cells.get("capped", []))}
+
+
+def _quasistatic_table(stages: list[Stage], out: Path) -> list[str]:
+    """Per FEM-DEM run: the measures by which the engine judges a run quasi-static (docs/cases.md)."""
+    rows = []
+    for s in stages:
+        if s.kind != "run" or s.meta.get("model") != "dem":
+            continue
+        q = quasistatic_evidence(s.folder(out))
+        if q is None:
+            rows.append(f"| {s.name} | not run | | | | | | |")
+            continue
+        fails = [what for what, bad in (("kinetic energy", q["energy"] > q["limit"]),
+                                         ("inertia number", q["inertia_frames"] > q["max_inertia"])) if bad]
+        verdict = "yes" if not fails else "no: " + ", ".join(fails)
+        rows.append(f"| {s.name} | {q['steps']} | {q['energy']:.3g} | {q['inertia_frames']:.2g} | "
+                    f"{q['inertia_steps']:.2g} ({100 * q['above']:.0f} % of the steps above {q['max_inertia']:g}) | "
+                    f"{q['loose']} | {q['capped']} | {verdict} |")
+    if not rows:
+        return []
+    return ["## Are the FEM-DEM runs quasi-static?", "",
+            "The engine's own measures (docs/cases.md, \"Quasi-static runs\"): the largest kinetic/internal "
+            "energy ratio at the frames after the first 5 % of the steps (limit `run.max_energy_ratio`), the "
+            "largest inertia number of the cells at the frames (limit 1e-3) and at any macro step, the most "
+            "loose cells at once and the capped cell-steps. The verdict is the run's own (its warnings).", "",
+            "| run | steps | KE/IE | inertia number (frames) | inertia number (every step) | loose (most) | "
+            "capped (cell-steps) | quasi-static |", "|---|---|---|---|---|---|---|---|", *rows, ""]
 
 
 def _calibration_section(c, stage: Stage, out: Path) -> list[str]:

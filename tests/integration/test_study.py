@@ -218,3 +218,32 @@ def test_ray_runs_independent_stages_in_parallel_with_the_serial_results(done, t
         with open(folder / "compare-patch" / "errors.csv", newline="") as f:
             return {row["run"]: row for row in csv.DictReader(f)}
     assert errors(tmp_path / "ray")["test-patch-original"] == errors(out)["test-patch-original"]
+
+
+def test_the_report_says_whether_each_fem_dem_run_is_quasi_static_by_the_engines_measures(tmp_path):
+    from engine.study.plan import Stage
+    from engine.study.report import _quasistatic_table, quasistatic_evidence
+
+    def run(name, ratios, frame_inertia, step_inertia):
+        d = tmp_path / name
+        d.mkdir()
+        n = len(step_inertia)
+        (d / "run.json").write_text(json.dumps({
+            "steps_requested": n, "steps_done": n, "case": {"run": {"max_energy_ratio": 0.05}},
+            "cells": {"inertia_max": step_inertia, "loose": [0] * (n - 1) + [3], "capped": [1] * n}}))
+        rows = ["step,time,kinetic_J,internal_J,energy_ratio,mass_scaling,loose,capped,relax_mean,relax_max,inertia_max",
+                "0,0,0,0,0,1,0,0,0,0,0"]
+        rows += [f"{10 * (k + 1)},0,0,0,{r},1,0,0,0,0,{i}" for k, (r, i) in enumerate(zip(ratios, frame_inertia))]
+        (d / "quasistatic.csv").write_text("\n".join(rows) + "\n")
+        return Stage(name=name, kind="run", payload={}, meta={"model": "dem"})
+
+    # 100 steps: the frame at step 10 is after the 5 % start-up, so its ratio counts
+    calm = run("calm", [0.01, 0.02], [5e-4, 8e-4], [5e-4] * 98 + [2e-3, 3e-3])
+    fast = run("fast", [0.2, 0.03], [5e-4, 1.5e-3], [1.5e-3] * 100)
+    q = quasistatic_evidence(tmp_path / "calm")
+    assert q["energy"] == 0.02 and q["inertia_frames"] == 8e-4 and q["inertia_steps"] == 3e-3
+    assert q["above"] == pytest.approx(0.02) and q["loose"] == 3 and q["capped"] == 100
+    table = "\n".join(_quasistatic_table([calm, fast, Stage(name="sur", kind="run", payload={}, meta={"model": "csuh"})], tmp_path))
+    assert "| calm | 100 | 0.02 | 0.0008 | 0.003 (2 % of the steps above 0.001) | 3 | 100 | yes |" in table
+    assert "| fast | 100 | 0.2 | 0.0015 | 0.0015 (100 % of the steps above 0.001) | 3 | 100 | no: kinetic energy, inertia number |" in table
+    assert "| sur |" not in table
