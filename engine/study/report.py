@@ -84,6 +84,11 @@ def quasistatic_evidence(run_dir: Path) -> dict | None:
             "loose": max(cells.get("loose", [0]), default=0), "capped": sum(cells.get("capped", []))}
 
 
+def _percent(share: float) -> str:
+    p = 100 * share
+    return f"{p:.0f}" if p == 0 or p >= 10 else f"{p:.2g}"
+
+
 def _quasistatic_table(stages: list[Stage], out: Path) -> list[str]:
     """Per FEM-DEM run: the measures by which the engine judges a run quasi-static (docs/cases.md)."""
     rows = []
@@ -98,7 +103,7 @@ def _quasistatic_table(stages: list[Stage], out: Path) -> list[str]:
                                          ("inertia number", q["inertia_frames"] > q["max_inertia"])) if bad]
         verdict = "yes" if not fails else "no: " + ", ".join(fails)
         rows.append(f"| {s.name} | {q['steps']} | {q['energy']:.3g} | {q['inertia_frames']:.2g} | "
-                    f"{q['inertia_steps']:.2g} ({100 * q['above']:.0f} % of the steps above {q['max_inertia']:g}) | "
+                    f"{q['inertia_steps']:.2g} ({_percent(q['above'])} % of the steps above {q['max_inertia']:g}) | "
                     f"{q['loose']} | {q['capped']} | {verdict} |")
     if not rows:
         return []
