@@ -32,13 +32,13 @@ def main(argv=None):
         c.active.from_numpy(a)
         c.step(10, active=n)                     # compiles
         c.measure(active=n)
-        b._settle(1e-12)
+        b.cells.settle(1e-12)
         c.active.from_numpy(a)
         t0 = time.perf_counter()
         for _ in range(20):
             c.step(10, active=n)
             c.measure(active=n)
-            b._settle(1e-12)
+            b.cells.settle(1e-12)
             c.active.from_numpy(a)
         us = (time.perf_counter() - t0) / 200 * 1e6
         print(f"{n} of {args.cells} cells active: {us:.0f} us per relaxation step (serial loops: {c.serial_for(n)})")

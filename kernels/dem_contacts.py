@@ -87,9 +87,14 @@ class ContactForces:
         ti.loop_config(serialize=serial)
         for c, i in ti.ndrange(self.cells.n_cells, self.cells.max_p):
             if self.cells.active[c] != 0 and i < self.cells.npart[c]:
-                for e in range(self.lists.nb_count[c, i]):
-                    if i < self.lists.nb_j[c, i, e]:
-                        self._owner_entry(c, i, e)
+                self.particle_law(c, i)
+
+    @ti.func
+    def particle_law(self, c, i):
+        """The contact law of the owner entries of particle ``i``, in list order."""
+        for e in range(self.lists.nb_count[c, i]):
+            if i < self.lists.nb_j[c, i, e]:
+                self._owner_entry(c, i, e)
 
     @ti.func
     def gather(self, c, i):

@@ -134,6 +134,12 @@ class VerletLists:
                 self.flag_particle(c, i, self.cells.h[c], self.cells.s[c, i])
 
     @ti.func
+    def flag_cell(self, c):
+        """:meth:`flag_cells` for cell ``c`` alone, a serial loop (the cell-major CPU step)."""
+        for i in range(self.cells.npart[c]):
+            self.flag_particle(c, i, self.cells.h[c], self.cells.s[c, i])
+
+    @ti.func
     def flag_particle(self, c, i, h, s):
         """Flag cell ``c`` if particle ``i`` at ``s`` in cell ``h`` breaks the skin criterion."""
         dh = (h - self.h_ref[c]) @ self.h_ref[c].inverse()
@@ -205,54 +211,88 @@ class VerletLists:
         and a particle of a cell that is not flagged does nothing, so a step without rebuilds
         costs a few flag loads per particle. (Loops over a list of the flagged cells gathered on
         the device would need run-time loop bounds, which Taichi launches as full-size grids: 30
-        times slower on Vulkan.)
+        times slower on Vulkan.) :meth:`rebuild_cell` runs the same steps for one cell.
         """
         npm = ti.static(self.cells.max_p)
-        # 0. flip: h' = h M (cell-wise), decided here
         ti.loop_config(serialize=serial)
         for c in range(self.cells.n_cells):
             if self.need[c] != 0:
-                self._decide_flip(c, auto_flip)
-                if self.flipped[c] != 0:
-                    self._apply_flip(c)
-        # 1. keep the old lists (images in the flipped basis: k' = M^-1 k); 2. wrap the particles
+                self._flip_cell(c, auto_flip)
         ti.loop_config(serialize=serial)
         for c, i in ti.ndrange(self.cells.n_cells, npm):
-            if self.need[c] != 0:
-                self.o_count[c, i] = self.nb_count[c, i]
-                for e in range(self.nb_count[c, i]):
-                    self._keep_entry(c, i, e)
-                if i < self.cells.npart[c]:
-                    self._wrap_particle(c, i)
-        # 3. bins, filled serially per cell in particle order (deterministic)
+            if self.need[c] != 0 and i < self.cells.npart[c]:
+                self._keep_particle(c, i)
         ti.loop_config(serialize=serial)
         for c in range(self.cells.n_cells):
             if self.need[c] != 0:
                 self._fill_bins(c)
-        # 4. search the neighbouring bins; carry the owner's contact state over
         ti.loop_config(serialize=serial)
         for c, i in ti.ndrange(self.cells.n_cells, npm):
             if self.need[c] != 0 and i < self.cells.npart[c]:
-                nb = self.nbins[c]
-                lo, cnt, total = self._scan_range(c, i, nb)
-                n = self._collect_neighbours(c, i, nb, lo, cnt, total)
-                self.nb_count[c, i] = n
-                self._carry_contact_state(c, i, n)
-        # 5. mirror pointers of the non-owner entries
+                self._search_particle(c, i)
         ti.loop_config(serialize=serial)
         for c, i in ti.ndrange(self.cells.n_cells, npm):
-            if self.need[c] != 0:
-                unpaired = 0
-                for e in range(self.nb_count[c, i]):
-                    unpaired += self._link_mirror(c, i, e)
-                if unpaired > 0:
-                    self.overflow[OVERFLOW_MIRROR] += unpaired
-        # 6. done
+            if self.need[c] != 0 and i < self.cells.npart[c]:
+                self._link_particle(c, i)
         ti.loop_config(serialize=serial)
         for c in range(self.cells.n_cells):
             if self.need[c] != 0:
-                self.n_rebuilds[c] = self.n_rebuilds[c] + 1
-                self.need[c] = 0
+                self._rebuilt(c)
+
+    @ti.func
+    def rebuild_cell(self, c, auto_flip):
+        """The rebuild of cell ``c`` alone (flagged or not), each step a serial loop over its
+        particles: the steps of :meth:`rebuild_flagged` in the same order, so the same bits."""
+        self._flip_cell(c, auto_flip)
+        for i in range(self.cells.npart[c]):
+            self._keep_particle(c, i)
+        self._fill_bins(c)
+        for i in range(self.cells.npart[c]):
+            self._search_particle(c, i)
+        for i in range(self.cells.npart[c]):
+            self._link_particle(c, i)
+        self._rebuilt(c)
+
+    @ti.func
+    def _flip_cell(self, c, auto_flip):
+        """Step 0: flip, h' = h M, decided here (:meth:`_decide_flip`)."""
+        self._decide_flip(c, auto_flip)
+        if self.flipped[c] != 0:
+            self._apply_flip(c)
+
+    @ti.func
+    def _keep_particle(self, c, i):
+        """Steps 1-2 for particle ``i``: keep its old list (images in the flipped basis, k' = M^-1 k),
+        then wrap it into the cell."""
+        self.o_count[c, i] = self.nb_count[c, i]
+        for e in range(self.nb_count[c, i]):
+            self._keep_entry(c, i, e)
+        self._wrap_particle(c, i)
+
+    @ti.func
+    def _search_particle(self, c, i):
+        """Step 4 for particle ``i`` (after the bins of step 3): search the neighbouring bins and
+        carry the owner's contact state over."""
+        nb = self.nbins[c]
+        lo, cnt, total = self._scan_range(c, i, nb)
+        n = self._collect_neighbours(c, i, nb, lo, cnt, total)
+        self.nb_count[c, i] = n
+        self._carry_contact_state(c, i, n)
+
+    @ti.func
+    def _link_particle(self, c, i):
+        """Step 5 for particle ``i``: mirror pointers of its non-owner entries (unpaired ones counted)."""
+        unpaired = 0
+        for e in range(self.nb_count[c, i]):
+            unpaired += self._link_mirror(c, i, e)
+        if unpaired > 0:
+            self.overflow[OVERFLOW_MIRROR] += unpaired
+
+    @ti.func
+    def _rebuilt(self, c):
+        """Step 6: count the rebuild, clear the flag."""
+        self.n_rebuilds[c] = self.n_rebuilds[c] + 1
+        self.need[c] = 0
 
     @ti.func
     def _decide_flip(self, c, auto_flip):

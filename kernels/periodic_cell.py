@@ -40,15 +40,12 @@ import numpy as np
 import taichi as ti
 
 from kernels import runtime
+from kernels.dem_cell_major import CellMajor
 from kernels.dem_contacts import ContactForces
 from kernels.dem_neighbors import OVERFLOW_LIST, OVERFLOW_MIRROR, OVERFLOW_THIN, VerletLists
 from materials import contact as law
 
-# On the CPU a batch of at most this many particle slots runs its loops on one thread: a parallel
-# loop costs a thread-pool round trip (measured 5-60 us per loop on the 2-core VM), more than the
-# work of a small batch (about 0.1 us per particle-step). Only where the serial loops give the
-# parallel ones' bits (kernels.runtime.exact_serial_loops).
-SERIAL_SLOTS = 4096
+SERIAL_SLOTS = runtime.SERIAL_SLOTS    # particle-parallel loops serialized up to this many slots
 
 
 class CapacityError(RuntimeError):
@@ -119,6 +116,9 @@ class PeriodicCells:
             max_contacts = 16 if dim == 2 else 32
         self.lists = VerletLists(self, max_contacts)
         self.contacts = ContactForces(self, self.lists)
+        # the CPU's cell-major step, or one thread per particle (kernels.runtime.dem_cell_major)
+        self.cell_major = runtime.dem_cell_major(self.n_cells, self.max_p)
+        self.by_cell = CellMajor(self)
 
     # ------------------------------------------------------------------ set-up
     def load(self, h, x, radius, npart, *, density, young, ratio, tan_phi, damping,
@@ -290,6 +290,9 @@ class PeriodicCells:
         the skin check flags the cells for the next step. The check also runs once before the
         first step, for changes made to the cells since the last call.
         """
+        if self.cell_major:
+            self.by_cell.run(n)
+            return
         serial = self.serial_for(active)
         self.lists.check()
         for _ in range(n):
@@ -304,25 +307,30 @@ class PeriodicCells:
 
     @ti.func
     def _advance_particles(self, serial: ti.template()):
-        """Per particle, one pass: gather its contact forces, the damped Newton update of w, omega
-        and s, and the skin check against the cell as it will be after this step."""
+        """Per particle, one pass (:meth:`advance_particle`)."""
         ti.loop_config(serialize=serial)
         for c, i in ti.ndrange(self.n_cells, self.max_p):
             if self.active[c] != 0 and i < self.npart[c]:
-                f, t = self.contacts.gather(c, i)
-                self.force[c, i] = f
-                self.torque[c, i] = t
-                dt = self.dt[c]
-                damp = self.damping[c]
-                a = law.cundall_damp(f / self.mass[c, i], self.w[c, i], damp, dt)
-                w = self.w[c, i] + dt * a
-                alpha = law.cundall_damp(t / self.inertia[c, i], self.omega[c, i], damp, dt)
-                self.omega[c, i] += dt * alpha
-                h = self.h[c]
-                s = self.s[c, i] + dt * (h.inverse() @ w)
-                self.w[c, i] = w
-                self.s[c, i] = s
-                self.lists.flag_particle(c, i, self._next_h(c), s)
+                self.advance_particle(c, i)
+
+    @ti.func
+    def advance_particle(self, c, i):
+        """Gather the contact forces of particle ``i``, the damped Newton update of w, omega and s,
+        and the skin check against the cell as it will be after this step."""
+        f, t = self.contacts.gather(c, i)
+        self.force[c, i] = f
+        self.torque[c, i] = t
+        dt = self.dt[c]
+        damp = self.damping[c]
+        a = law.cundall_damp(f / self.mass[c, i], self.w[c, i], damp, dt)
+        w = self.w[c, i] + dt * a
+        alpha = law.cundall_damp(t / self.inertia[c, i], self.omega[c, i], damp, dt)
+        self.omega[c, i] += dt * alpha
+        h = self.h[c]
+        s = self.s[c, i] + dt * (h.inverse() @ w)
+        self.w[c, i] = w
+        self.s[c, i] = s
+        self.lists.flag_particle(c, i, self._next_h(c), s)
 
     @ti.func
     def _next_h(self, c):
@@ -334,14 +342,54 @@ class PeriodicCells:
         ti.loop_config(serialize=serial)
         for c in range(self.n_cells):
             if self.active[c] != 0:
-                self.h[c] = self._next_h(c)
-                self.steps[c] = self.steps[c] + 1
+                self.advance_cell(c)
+
+    @ti.func
+    def advance_cell(self, c):
+        """``h += dt L h``; one more step counted."""
+        self.h[c] = self._next_h(c)
+        self.steps[c] = self.steps[c] + 1
 
     # ------------------------------------------------------------------ measurements
     def measure(self, active: int | None = None):
         """Love-Weber stress and unbalanced-force ratio of the active cells (:meth:`_measure`);
         ``active``: how many cells are active, if known (see :meth:`serial_for`)."""
-        self._measure(self.serial_for(active))
+        if self.cell_major:
+            self.by_cell.measure()
+        else:
+            self._measure(self.serial_for(active))
+
+    @ti.kernel
+    def settle(self, tol: ti.f64) -> ti.i32:
+        """Deactivate the active cells whose unbalanced-force ratio is below ``tol`` (after
+        :meth:`measure`); return how many are still active."""
+        left = 0
+        for c in range(self.n_cells):
+            if self.active[c] != 0:
+                if self.unbalanced[c] < tol:
+                    self.active[c] = 0
+                else:
+                    left += 1
+        return left
+
+    def relax(self, tol: float, cap: int, every: int, active: int | None = None) -> None:
+        """Relax the active cells at their current ``L`` (0 for a FEM-DEM update): chunks of
+        ``min(every, cap - done)`` steps, each followed by :meth:`measure` and :meth:`settle`, until
+        no cell is active or ``cap`` steps are done. Each cell's result depends only on itself: the
+        cell-major path relaxes each cell in one kernel, where it stops by itself; the
+        particle-parallel path steps every active cell until the last one converges.
+        Cells still active at the end did not converge. ``active``: how many cells are active."""
+        if self.cell_major:
+            self.by_cell.relax(tol, cap, every)
+            return
+        left = self.n_cells if active is None else active
+        done = 0
+        while left > 0 and done < cap:
+            n = min(every, cap - done)
+            self.step(n, active=left)           # few cells left: serial loops on the CPU
+            done += n
+            self.measure(active=left)
+            left = self.settle(tol)
 
     @ti.kernel
     def _measure(self, serial: ti.template()):
@@ -351,26 +399,33 @@ class PeriodicCells:
         acts on its particles, so there is nothing to relax."""
         ti.loop_config(serialize=serial)
         for c, i in ti.ndrange(self.n_cells, self.max_p):
-            sig = ti.Matrix.zero(self.real, self.dim, self.dim)
-            fc = 0.0
-            ncon = 0
-            if self.active[c] != 0 and i < self.npart[c]:
-                ri = self.radius[c, i]
-                for e in range(self.lists.nb_count[c, i]):
-                    j = self.lists.nb_j[c, i, e]
-                    if i < j and self.lists.c_active[c, i, e] != 0:
-                        f = self.lists.c_force[c, i, e]
-                        l = self.lists.c_n[c, i, e] * (ri + self.radius[c, j] - self.lists.c_pen[c, i, e])
-                        sig += f.outer_product(l)
-                        fc += f.norm()
-                        ncon += 1
-            self.p_stress[c, i] = sig
-            self.p_fc[c, i] = fc
-            self.p_nc[c, i] = ncon
+            if self.active[c] != 0:
+                self.measure_particle(c, i)
         ti.loop_config(serialize=serial)
         for c in range(self.n_cells):
             if self.active[c] != 0:
                 self._sum_measures(c)
+
+    @ti.func
+    def measure_particle(self, c, i):
+        """Particle ``i``'s share of the stress, its contact-force magnitudes and contacts (over its
+        owner entries; zeros past ``npart``)."""
+        sig = ti.Matrix.zero(self.real, self.dim, self.dim)
+        fc = 0.0
+        ncon = 0
+        if i < self.npart[c]:
+            ri = self.radius[c, i]
+            for e in range(self.lists.nb_count[c, i]):
+                j = self.lists.nb_j[c, i, e]
+                if i < j and self.lists.c_active[c, i, e] != 0:
+                    f = self.lists.c_force[c, i, e]
+                    l = self.lists.c_n[c, i, e] * (ri + self.radius[c, j] - self.lists.c_pen[c, i, e])
+                    sig += f.outer_product(l)
+                    fc += f.norm()
+                    ncon += 1
+        self.p_stress[c, i] = sig
+        self.p_fc[c, i] = fc
+        self.p_nc[c, i] = ncon
 
     @ti.func
     def _sum_measures(self, c):

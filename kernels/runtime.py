@@ -57,7 +57,7 @@ def init(arch: str = "cpu", fp: str = "f64", debug: bool = False, **kwargs) -> s
     if "TI_OFFLINE_CACHE" not in os.environ:          # the environment may switch the cache off (tests)
         kwargs.setdefault("offline_cache", True)
     if arch == "cpu":
-        # fast math lets LLVM reassociate sums in a serial loop (kernels.periodic_cell.SERIAL_SLOTS),
+        # fast math lets LLVM reassociate sums in a serial loop (SERIAL_SLOTS),
         # so two copies of a cell would differ by round-off; off, a batch equals each cell alone
         kwargs.setdefault("fast_math", False)
     ti.init(arch=target, default_fp=ti.f64 if fp == "f64" else ti.f32,
@@ -109,3 +109,30 @@ def exact_serial_loops() -> bool:
     """Whether a serialized loop gives the same bits as the parallel one: on the CPU with fast math
     off (with it, LLVM may reassociate the sums of a serial loop)."""
     return _state["arch"] == "x64" and not _state["fast_math"]
+
+
+# On the CPU a DEM batch of at most this many particle slots runs its particle-parallel loops on one
+# thread: a parallel loop costs a thread-pool round trip (measured 5-60 us per loop on the 2-core
+# VM), more than the work of a small batch (about 0.1 us per particle-step).
+SERIAL_SLOTS = 4096
+
+
+def dem_cell_major(n_cells: int, max_particles: int) -> bool:
+    """Whether a batch of DEM cells steps cell-major (one thread per cell, all of a call's steps;
+    ``kernels.dem_cell_major``) rather than particle-parallel (one thread per particle and pass;
+    the GPU shape).
+
+    Cell-major where serial loops are exact (:func:`exact_serial_loops`: the CPU without fast
+    math) and the batch either has a cell for every thread or is small enough to run on one
+    thread anyway (``SERIAL_SLOTS``); a few large cells on more threads stay particle-parallel.
+    On the CPU the particle-parallel step is memory-bound (every pass streams the whole batch
+    through the caches), the cell-major one keeps a cell in one core's cache for all its steps:
+    64 x 1000 disks ran xx times faster (BENCHMARKS.md).
+    """
+    if not exact_serial_loops():
+        return False
+    import taichi as ti
+
+    threads = ti.lang.impl.current_cfg().cpu_max_num_threads
+    return n_cells >= threads or n_cells * max_particles <= SERIAL_SLOTS
+

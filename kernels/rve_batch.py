@@ -294,18 +294,6 @@ class RVEBatch(CellReports):
             for a, b in ti.static(ti.ndrange(self.dim, self.dim)):
                 self.cells.L[c][a, b] = ti.cast(deps[c][a, b], self.cells.real) / (n * self.cells.dt[c])
 
-    @ti.kernel
-    def _settle(self, tol: ti.f64) -> ti.i32:
-        """Deactivate converged cells; return how many are still active."""
-        left = 0
-        for c in range(self.cells.n_cells):
-            if self.cells.active[c] != 0:
-                if self.cells.unbalanced[c] < tol:
-                    self.cells.active[c] = 0
-                else:
-                    left += 1
-        return left
-
     def _grains(self) -> None:
         """Per cell, the mean grain diameter (m), the solid density (kg/m3) and the initial mean
         pressure (Pa) of the inertia number."""
@@ -361,16 +349,10 @@ class RVEBatch(CellReports):
         self._set_L(deps, self.steps_per_increment)
         cells.step(self.steps_per_increment)
         cells.L.fill(0.0)
-        relaxed = 0
         cells.measure()
-        left = self._settle(self.tol)              # reads a count back: the loading steps are done
+        left = cells.settle(self.tol)              # reads a count back: the loading steps are done
         t1 = time.perf_counter()
-        while left > 0 and relaxed < self.cap:
-            n = min(self.check_every, self.cap - relaxed)
-            cells.step(n, active=left)           # few cells left: serial loops on the CPU
-            relaxed += n
-            cells.measure(active=left)
-            left = self._settle(self.tol)
+        cells.relax(self.tol, self.cap, self.check_every, left)
         cells.check_capacity()
         self._cap = cells.active.to_numpy() != 0
         cells.active.fill(1)
