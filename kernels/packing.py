@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kernels import runtime
+from kernels.dem_neighbors import list_capacity
 from kernels.periodic_cell import PeriodicCells
 
 log = logging.getLogger(__name__)
@@ -524,7 +525,8 @@ def cells_from_packings(packings: list[Packing], n_cells: int, contacts: bool = 
                         skin_factor: float = 0.3, first_cell: int = 0) -> PeriodicCells:
     """Build ``n_cells`` cells from ``packings`` (cell ``c`` uses ``packings[(first_cell + c) % len]``).
 
-    With ``contacts`` the packings' saved contact state (shear forces) is restored.
+    With ``contacts`` the packings' saved contact state (shear forces) is restored. Without
+    ``max_contacts``, dense packings get a capacity from their lists (``dem_neighbors.list_capacity``).
     """
     dims = {p.dim for p in packings}
     if len(dims) != 1:
@@ -532,6 +534,8 @@ def cells_from_packings(packings: list[Packing], n_cells: int, contacts: bool = 
     dim = dims.pop()
     nt = len(packings)
     max_p = max(p.n for p in packings)
+    if max_contacts is None and contacts:
+        max_contacts = list_capacity(packings, skin_factor)        # None: the defaults
     cells = PeriodicCells(n_cells, max_p, dim, max_contacts=max_contacts)
     tid = (np.arange(n_cells) + first_cell) % nt
     h = np.stack([p.cell for p in packings])[tid]

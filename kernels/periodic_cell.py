@@ -62,7 +62,7 @@ class PeriodicCells:
     max_particles : capacity per cell (``max_particles``).
     dim : 2 (disks) or 3 (spheres).
     max_contacts : neighbour-list capacity per particle (``max_contacts_per_particle``);
-        default 16 in 2D, 32 in 3D.
+        default 16 in 2D, 32 in 3D (``kernels.packing.cells_from_packings`` sizes it from dense packings).
     """
 
     def __init__(self, n_cells: int, max_particles: int, dim: int, max_contacts: int | None = None):

@@ -94,3 +94,20 @@ def test_large_shear_is_a_clear_error(ti_runtime):
     with pytest.raises(CapacityError, match="thinner"):
         cells.load(h[None], np.array([[[0.005, 0.005], [0.015, 0.012]]]), np.array([[0.004, 0.004]]), [2],
                    density=2650, young=600e6, ratio=0.25, tan_phi=0.5, damping=0.1)
+
+
+@pytest.mark.parametrize("name", ["disks64_100kPa.npz", "spheres64_100kPa.npz"])
+def test_list_capacity_from_the_packing(ti_runtime, name):
+    """A dense packing's cells get 1.5 x the most list entries of a particle, counted in numpy as
+    the lists count them."""
+    from pathlib import Path
+
+    from kernels.dem_neighbors import LIST_MARGIN, most_neighbours
+    from kernels.packing import cells_from_packings, load_packing
+
+    p = load_packing(Path(__file__).resolve().parents[2] / "assets" / "packings" / name)
+    cells = cells_from_packings([p], 2)
+    most = most_neighbours(p.cell, p.pos, p.radius, 0.3 * p.radius.max())
+    assert most == cells.lists.nb_count.to_numpy().max()
+    assert cells.lists.K == int(np.ceil(LIST_MARGIN * most))
+    assert cells_from_packings([p], 1, max_contacts=40).lists.K == 40
