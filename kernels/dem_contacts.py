@@ -5,7 +5,10 @@ Two parallel loops over the particles (one kernel, or inside a step's kernel):
 1. every particle runs over its own list entries; each owner entry (``i < j``) evaluates the
    sphere-sphere geometry and the linear elastic-frictional law (``materials.contact``), keeps
    the contact state, and writes what the contact adds to each of its two particles (force and
-   moment) into its own slot and into its partner's slot (each slot has one writer);
+   moment) into its own slot and into its partner's slot (each slot has one writer). An entry
+   out of contact now and at the last step writes nothing: its state and both shares are zero
+   already (a rebuild zeroes the shares of every new entry, a restore all of them), which saves
+   most of the stores in 3D, where many listed neighbours are within the skin but not touching;
 2. every particle sums its slots in list order (:meth:`ContactForces.gather`), so there are no
    atomics and the sums are bit-reproducible.
 """
@@ -41,6 +44,7 @@ class ContactForces:
         fs = ti.Vector.zero(self.cells.real, dim)
         active = 0
         pen = 0.0
+        was = self.lists.c_active[c, i, e]
         if un > 0.0:
             n = l / dist
             dt = self.cells.dt[c]
@@ -60,15 +64,16 @@ class ContactForces:
             fi = -(fn * n + fs)
             mi = (ri - 0.5 * un) * law.cross_nf(n, fi)
             mj = (rj - 0.5 * un) * law.cross_nf(n, fi)
-        self.lists.c_fs[c, i, e] = fs
-        self.lists.c_active[c, i, e] = active
-        self.lists.c_pen[c, i, e] = pen
-        self.lists.c_force[c, i, e] = fi
-        q = self.lists.nb_mirror[c, i, e]
-        self.lists.g_force[c, i, e] = fi
-        self.lists.g_torque[c, i, e] = mi
-        self.lists.g_force[c, j, q] = -fi
-        self.lists.g_torque[c, j, q] = mj
+        if active != 0 or was != 0:      # else all of it is zero already (see the module doc)
+            self.lists.c_fs[c, i, e] = fs
+            self.lists.c_active[c, i, e] = active
+            self.lists.c_pen[c, i, e] = pen
+            self.lists.c_force[c, i, e] = fi
+            q = self.lists.nb_mirror[c, i, e]
+            self.lists.g_force[c, i, e] = fi
+            self.lists.g_torque[c, i, e] = mi
+            self.lists.g_force[c, j, q] = -fi
+            self.lists.g_torque[c, j, q] = mj
 
     @ti.kernel
     def compute(self):

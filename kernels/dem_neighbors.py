@@ -520,7 +520,8 @@ class VerletLists:
 
     @ti.func
     def _carry_contact_state(self, c, i, n):
-        """Reset the ``n`` new entries of ``i``; owner entries take the old state of the same contact.
+        """Reset the ``n`` new entries of ``i`` (state and shares); owner entries take the old state of
+        the same contact.
 
         An old entry (j, k_old) is the same contact when ``k_old + wrap_j - wrap_i == k_new``.
         """
@@ -532,6 +533,8 @@ class VerletLists:
             self.c_force[c, i, e] = ti.Vector.zero(self.real, dim)
             self.c_active[c, i, e] = 0
             self.c_pen[c, i, e] = 0.0
+            self.g_force[c, i, e] = ti.Vector.zero(self.real, dim)      # the law skips inactive entries
+            self.g_torque[c, i, e] = ti.Vector.zero(self.real, self.cells.rdim)
             if i < j:
                 knew = self.nb_k[c, i, e]
                 wj = self.wrap[c, j]

@@ -581,4 +581,6 @@ class PeriodicCells:
                "n_flips": np.zeros(self.n_cells, np.int32), "flip_auto": np.ones(self.n_cells, np.int32)}
         for k, f in self.state_fields().items():
             f.from_numpy(d[k] if k in d else old[k])
+        self.lists.g_force.fill(0.0)      # an inactive entry's shares stay zero (kernels.dem_contacts)
+        self.lists.g_torque.fill(0.0)
         self.lists.relink()
