@@ -576,11 +576,22 @@ class PeriodicCells:
         return {k: f.to_numpy() for k, f in self.state_fields().items()}
 
     def restore(self, d: dict):
-        """Restore a :meth:`snapshot`; one written before cell flipping existed means no flips."""
+        """Restore a :meth:`snapshot`; one written before cell flipping existed means no flips, one
+        written with another neighbour capacity is fitted to this one (its lists must fit)."""
         old = {"flips": np.tile(np.eye(self.dim, dtype=np.int32), (self.n_cells, 1, 1)),
                "n_flips": np.zeros(self.n_cells, np.int32), "flip_auto": np.ones(self.n_cells, np.int32)}
+        most, K = int(np.max(d["lists.nb_count"], initial=0)), self.lists.K
+        if most > K:
+            raise CapacityError(f"the snapshot has {most} neighbours for a particle; increase "
+                                f"max_contacts_per_particle (now {K})")
         for k, f in self.state_fields().items():
-            f.from_numpy(d[k] if k in d else old[k])
+            v = d[k] if k in d else old[k]
+            if k.startswith("lists.") and v.ndim >= 3 and v.shape[2] != K:   # per-entry field
+                fit = np.zeros(v.shape[:2] + (K,) + v.shape[3:], v.dtype)
+                n = min(K, v.shape[2])
+                fit[:, :, :n] = v[:, :, :n]
+                v = fit
+            f.from_numpy(v)
         self.lists.g_force.fill(0.0)      # an inactive entry's shares stay zero (kernels.dem_contacts)
         self.lists.g_torque.fill(0.0)
         self.lists.relink()

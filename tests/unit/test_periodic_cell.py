@@ -111,3 +111,22 @@ def test_list_capacity_from_the_packing(ti_runtime, name):
     assert most == cells.lists.nb_count.to_numpy().max()
     assert cells.lists.K == int(np.ceil(LIST_MARGIN * most))
     assert cells_from_packings([p], 1, max_contacts=40).lists.K == 40
+
+
+def test_snapshot_of_another_capacity_restores_bit_for_bit(ti_runtime):
+    """A checkpoint written with the former default capacity (16) resumes in cells of the sized one."""
+    from pathlib import Path
+
+    from kernels.packing import cells_from_packings, load_packing
+
+    p = load_packing(Path(__file__).resolve().parents[2] / "assets" / "packings" / "disks64_100kPa.npz")
+    a = cells_from_packings([p], 2, max_contacts=16)
+    a.L.from_numpy(np.tile(np.array([[0, 1e-3], [0, -1e-3]]), (2, 1, 1)) / a.dt.to_numpy()[:, None, None])
+    a.step(50)
+    snap = a.snapshot()
+    a.step(100)
+    b = cells_from_packings([p], 2)
+    assert b.lists.K < 16
+    b.restore(snap)
+    b.step(100)
+    np.testing.assert_array_equal(a.positions(), b.positions())
