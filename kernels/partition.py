@@ -22,6 +22,7 @@ import numpy as np
 from kernels import placement, runtime
 from kernels.cell_worker import CellWorker
 from kernels.material import MaterialFailure
+from kernels.dem_neighbors import list_capacity
 from kernels.packing import load_packing
 from kernels.rve_batch import CellReports
 from kernels.rve_batch import build_cells as build_local
@@ -104,8 +105,9 @@ class PartitionedBatch(CellReports):
         slices = placement.split(request.n_points, s.workers)
         ray = connect(request.cluster)
         gpu = _worker_arch() != "cpu"
-        per_cell, per_batch = placement.cell_bytes(max(p.n for p in packings), request.dim,
-                                                   s.overrides.get("max_contacts_per_particle"))
+        capacity = s.overrides.get("max_contacts_per_particle") or list_capacity(    # as the workers size it
+            packings, s.overrides.get("skin_factor", 0.3))
+        per_cell, per_batch = placement.cell_bytes(max(p.n for p in packings), request.dim, capacity)
         nodes = [n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive")]
         self.plan = placement.plan(slices, per_cell, per_batch, gpu, ray.available_resources(), nodes,
                                    placement.gpu_memory() if gpu else None)

@@ -57,7 +57,7 @@ def cell_bytes(max_particles: int, dim: int, max_contacts: int | None) -> tuple[
     """
     from kernels.periodic_cell import PeriodicCells
 
-    k = max_contacts if max_contacts is not None else (16 if dim == 2 else 32)   # upper bound of the sized K
+    k = max_contacts if max_contacts is not None else (16 if dim == 2 else 32)   # loose packings' default
     b11 = PeriodicCells(1, max_particles, dim, 1).nbytes()
     b12 = PeriodicCells(1, max_particles, dim, 2).nbytes()
     b21 = PeriodicCells(2, max_particles, dim, 1).nbytes()
