@@ -19,10 +19,19 @@ relaxes in chunks of ``every`` steps, measures after each chunk and stops by its
 unbalanced-force ratio is below ``tol`` (or after ``cap`` steps), so a converged cell costs
 nothing while a few others relax, and its thread moves on to the next cell.
 
+Taichi's CPU backend gives each thread a block of at least 512 iterations of a parallel loop
+(``make_cpu_multithreaded_range_for`` in Taichi 1.7: ``max(ceil(n / threads), 512)``), so a loop over
+64 cells would run on one thread; the loops here run over ``SPREAD`` indices per cell slot and work
+on every ``SPREAD``-th (:meth:`CellMajor.cell_of`), which hands each thread an equal share of the cells,
+interleaved (thread j of T takes cells j, j + T, ...) so that neighbouring Gauss points, which relax
+alike, are spread over the threads.
+
 Only where serial loops give the parallel loops' bits (``kernels.runtime.exact_serial_loops``);
 the choice of path is :func:`kernels.runtime.cell_major`.
 """
 import taichi as ti
+
+SPREAD = 512        # Taichi 1.7's least iterations per CPU thread of a parallel loop (see above)
 
 
 @ti.data_oriented
@@ -31,6 +40,23 @@ class CellMajor:
 
     def __init__(self, cells):
         self.cells = cells
+        self.threads = max(1, ti.lang.impl.current_cfg().cpu_max_num_threads)
+        self.per_thread = -(-cells.n_cells // self.threads)
+        self.slots = self.per_thread * self.threads        # loops run over slots * SPREAD indices
+
+    @ti.func
+    def cell_of(self, k):
+        """The cell that index ``k`` of a loop over ``range(self.slots * SPREAD)`` works on, or -1.
+
+        Thread j of T runs slots j*B .. (j+1)*B - 1 (B = ``self.per_thread``); slot s is cell
+        (s % B) * T + s // B, so thread j takes cells j, j + T, j + 2T, ... (all of them once)."""
+        cell = -1
+        if k % SPREAD == 0:
+            slot = k // SPREAD
+            cell = (slot % self.per_thread) * self.threads + slot // self.per_thread
+            if cell >= self.cells.n_cells:
+                cell = -1
+        return cell
 
     @ti.func
     def step_cell(self, c):
@@ -54,18 +80,18 @@ class CellMajor:
     @ti.kernel
     def run(self, n: ti.i32):
         """``n`` steps of every active cell (the skin check first, for changes since the last call)."""
-        ti.loop_config(block_dim=1)
-        for c in range(self.cells.n_cells):
-            if self.cells.active[c] != 0:
+        for k in range(self.slots * SPREAD):
+            c = self.cell_of(k)
+            if c >= 0 and self.cells.active[c] != 0:
                 self.cells.lists.flag_cell(c)
                 for _ in range(n):
                     self.step_cell(c)
 
     @ti.kernel
     def measure(self):
-        ti.loop_config(block_dim=1)
-        for c in range(self.cells.n_cells):
-            if self.cells.active[c] != 0:
+        for k in range(self.slots * SPREAD):
+            c = self.cell_of(k)
+            if c >= 0 and self.cells.active[c] != 0:
                 self.measure_cell(c)
 
     @ti.kernel
@@ -73,14 +99,14 @@ class CellMajor:
         """Relax every active cell: chunks of ``min(every, cap - done)`` steps, each followed by a
         measurement; a cell whose unbalanced-force ratio is below ``tol`` is deactivated and stops.
         Cells still active at the end spent ``cap`` steps without converging."""
-        ti.loop_config(block_dim=1)
-        for c in range(self.cells.n_cells):
+        for k in range(self.slots * SPREAD):
+            c = self.cell_of(k)
             done = 0
-            while self.cells.active[c] != 0 and done < cap:
-                k = ti.min(every, cap - done)
-                for _ in range(k):
+            while c >= 0 and self.cells.active[c] != 0 and done < cap:
+                chunk = ti.min(every, cap - done)
+                for _ in range(chunk):
                     self.step_cell(c)
-                done += k
+                done += chunk
                 self.measure_cell(c)
                 if self.cells.unbalanced[c] < tol:
                     self.cells.active[c] = 0
