@@ -180,16 +180,24 @@ class StressPointBatch(_Common):
             st = self.state[i]
             sig = -A[A_P0] / self.scale * ti.Matrix.identity(float, 3)
             eps_prev = ti.Matrix.zero(float, 3, 3)
+            # counts summed in locals and added once: on lavapipe an atomic inside a thread's loop
+            # cuts the loop short (kernels/dem_neighbors.py module doc); here after 2 of the steps
+            n_sub, n_clip, n_pl, n_gd, n_apex = 0, 0, 0, 0, 0
             for t in range(n_steps):
                 eps = strain[i, t]
                 sig2, st2, T, cl, npl, ngd, apex = self._advance(sig, eps - eps_prev, st, C, A)
                 sig, st, eps_prev = sig2, st2, eps
                 out[i, t] = sig
-                self.counters[1] += T
-                self.counters[2] += cl
-                self.counters[3] += npl
-                self.counters[4] += ngd
-                self.counters[5] += apex
+                n_sub += T
+                n_clip += cl
+                n_pl += npl
+                n_gd += ngd
+                n_apex += apex
+            self.counters[1] += n_sub
+            self.counters[2] += n_clip
+            self.counters[3] += n_pl
+            self.counters[4] += n_gd
+            self.counters[5] += n_apex
             self.state[i] = st
             self.wave[i] = self.phys.wave(-self.scale * sig, st, C)
 
