@@ -27,7 +27,7 @@ interleaved (thread j of T takes cells j, j + T, ...) so that neighbouring Gauss
 alike, are spread over the threads.
 
 Only where serial loops give the parallel loops' bits (``kernels.runtime.exact_serial_loops``);
-the choice of path is :func:`kernels.runtime.cell_major`.
+the choice of path is :func:`kernels.runtime.dem_cell_major`.
 """
 import taichi as ti
 
