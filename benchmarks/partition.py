@@ -1,11 +1,13 @@
 """DEM cells partitioned across Ray actors (kernels.partition): strong and weak scaling, the
 per-step exchange overhead, and a projection of the PTC FEM-DEM run from the measured per-cell cost.
 
-    python benchmarks/partition.py [--cells 24] [--steps 5] [--arch cpu] [--project]
+    python benchmarks/partition.py [--cells 24] [--steps 5] [--spi 20] [--tol 0.05] [--arch cpu] [--project]
 
 Each configuration builds a batch of ``--cells`` cells of ``--packing`` (or twice as many, weak
 scaling), applies one warm-up macro step (the workers compile or load their kernels) and times
-``--steps`` macro steps of a small compression (the FEM's call, ``update(deps, stress)``).
+``--steps`` macro steps of a small compression (the FEM's call, ``update(deps, stress)``), each
+``--spi`` DEM steps under strain then relaxation to ``--tol`` (``--tol 0``: exactly ``--spi`` steps,
+no relaxation; a large ``--spi`` makes a heavier step per exchange).
 ``overhead`` is an update's wall time less the slowest worker's compute time. ``--project`` also
 times 900-sphere cells with the PTC case's settings in this process and projects the 27,648
 Gauss-point run on 8 workers. One JSON line per measurement.
@@ -93,6 +95,8 @@ def main():
     ap.add_argument("--dim", type=int, default=2)
     ap.add_argument("--cells", type=int, default=24)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--spi", type=int, default=20, help="DEM steps under strain per macro step")
+    ap.add_argument("--tol", type=float, default=0.05, help="relaxation tolerance (0: no relaxation)")
     ap.add_argument("--arch", default="cpu")
     ap.add_argument("--fp", default="auto")
     ap.add_argument("--project", action="store_true", help="also time PTC-size cells and project the PTC run")
@@ -107,8 +111,10 @@ def main():
     print(json.dumps({"ray_init_s": time.perf_counter() - t}), flush=True)
     n = args.cells
     runs = [(n, 1, False), (n, 1, True), (n, 2, True), (2 * n, 2, True)]   # local, Ray 1, strong, weak
+    cap = 0 if args.tol == 0 else 500
     for cells, workers, ray_batch in runs:
-        r = measure(args.packing, args.dim, cells, workers, args.steps, ray_batch=ray_batch)
+        r = measure(args.packing, args.dim, cells, workers, args.steps, args.spi, args.tol or 1e-12, cap,
+                    ray_batch=ray_batch)
         print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in r.items()}), flush=True)
     if args.project:
         print(json.dumps(project(args.project_cells, 2)), flush=True)

@@ -124,7 +124,7 @@ def build_cells(config, request, first_cell: int = 0, packings: list | None = No
 def _sym3(sig: np.ndarray, dim: int) -> np.ndarray:
     """(n, dim, dim) -> symmetric (n, 3, 3) with zeros out of plane in 2D."""
     out = np.zeros((len(sig), 3, 3))
-    out[:, :dim, :dim] = 0.5 * (sig + np.transpose(sig, (0, 2, 1)))
+    out[:, :dim, :dim] = (sig + np.transpose(sig, (0, 2, 1))) * sig.dtype.type(0.5)
     return out
 
 
@@ -371,7 +371,7 @@ class RVEBatch(CellReports):
 
     def stress_numpy(self) -> np.ndarray:
         """(n_cells, 3, 3) current symmetric Love-Weber stress (Pa, tension positive)."""
-        return _sym3(self.cells.stress.to_numpy().astype(np.float64), self.dim)
+        return _sym3(self.cells.stress.to_numpy(), self.dim)      # in the runtime's precision: the bits the FEM gets
 
     def initial_stress(self) -> np.ndarray:
         """(n_cells, 3, 3) stress of the cells as built (Pa, tension positive)."""

@@ -124,7 +124,9 @@ class StressPointBatch(_Common):
         self.state = ti.Vector.field(2, self.real, shape=self.n_points)
         self.wave = ti.field(self.real, shape=self.n_points)
         self.wave_max = ti.field(self.real, shape=())
-        self.counters = ti.field(ti.i64, shape=len(COUNTERS))
+        # per point, each written only by its own thread: no atomics (Vulkan has no 64-bit ones, and
+        # one address per counter serialises a GPU); summed in int64 on the host by counts()
+        self.counters = ti.field(ti.i32, shape=(self.n_points, len(COUNTERS)))
         self._diag = None
         self._init_state()
 
@@ -166,12 +168,7 @@ class StressPointBatch(_Common):
             stress[i] = sig
             self.state[i] = st
             self.wave[i] = self.phys.wave(-self.scale * sig, st, C)
-            self.counters[0] += 1
-            self.counters[1] += T
-            self.counters[2] += cl
-            self.counters[3] += npl
-            self.counters[4] += ngd
-            self.counters[5] += apex
+            self._add_counts(i, 1, T, cl, npl, ngd, apex)
 
     @ti.kernel
     def _history(self, strain: ti.template(), out: ti.template(), n_steps: ti.i32):
@@ -180,8 +177,8 @@ class StressPointBatch(_Common):
             st = self.state[i]
             sig = -A[A_P0] / self.scale * ti.Matrix.identity(float, 3)
             eps_prev = ti.Matrix.zero(float, 3, 3)
-            # counts summed in locals and added once: on lavapipe an atomic inside a thread's loop
-            # cuts the loop short (kernels/dem_neighbors.py module doc); here after 2 of the steps
+            # counts summed in locals and added once: on lavapipe a field write inside a thread's
+            # loop cut the loop short (kernels/dem_neighbors.py module doc); here after 2 of the steps
             n_sub, n_clip, n_pl, n_gd, n_apex = 0, 0, 0, 0, 0
             for t in range(n_steps):
                 eps = strain[i, t]
@@ -193,13 +190,16 @@ class StressPointBatch(_Common):
                 n_pl += npl
                 n_gd += ngd
                 n_apex += apex
-            self.counters[1] += n_sub
-            self.counters[2] += n_clip
-            self.counters[3] += n_pl
-            self.counters[4] += n_gd
-            self.counters[5] += n_apex
+            self._add_counts(i, 0, n_sub, n_clip, n_pl, n_gd, n_apex)
             self.state[i] = st
             self.wave[i] = self.phys.wave(-self.scale * sig, st, C)
+
+    @ti.func
+    def _add_counts(self, i, steps, sub, clip, pl, gd, apex):
+        """Add one point's events to its own row of the counters (no atomics: one writer per row)."""
+        c = ti.Vector([steps, sub, clip, pl, gd, apex])
+        for j in ti.static(range(len(COUNTERS))):
+            self.counters[i, j] = self.counters[i, j] + c[j]
 
     @ti.kernel
     def _wave_max(self):
@@ -242,7 +242,7 @@ class StressPointBatch(_Common):
         if "wave" in d:
             self.wave.from_numpy(np.asarray(d["wave"], dtype=self.np_real))
         if "counters" in d:
-            self.counters.from_numpy(np.asarray(d["counters"], dtype=np.int64))
+            self.counters.from_numpy(_counter_rows(d["counters"], self.n_points))
 
     def wave_modulus(self) -> float:
         """max over points of the current constrained modulus K + 4G/3 (Pa).
@@ -259,7 +259,7 @@ class StressPointBatch(_Common):
 
     def counts(self) -> dict:
         """Event counters: steps, substeps, clipped (T hit t_max), plastic sub-steps, guard events, apex returns (tensile mean stress set to zero)."""
-        return dict(zip(COUNTERS, self.counters.to_numpy().tolist()))
+        return dict(zip(COUNTERS, self.counters.to_numpy().astype(np.int64).sum(axis=0).tolist()))
 
     def diagnostics(self, stress: np.ndarray) -> dict:
         """Model diagnostics at the given stresses (Pa, tension +) and current state, in Pa where
@@ -628,3 +628,17 @@ def _replay_stepwise(batch, strain: np.ndarray) -> np.ndarray:
         out[:, t] = stress.to_numpy()
         prev = strain[:, t]
     return out
+
+
+def _counter_rows(counters, n_points: int) -> np.ndarray:
+    """Per-point event counters (n_points, len(COUNTERS)) int32 from a snapshot's ``counters``:
+    per-point rows, or (older checkpoints) the totals alone, spread over the rows (same sums)."""
+    c = np.asarray(counters, dtype=np.int64)
+    if c.shape == (len(COUNTERS),):
+        rows = np.repeat((c // n_points)[None], n_points, axis=0)
+        rows[0] += c % n_points
+        c = rows
+    if c.shape != (n_points, len(COUNTERS)) or c.min(initial=0) < 0 or c.max(initial=0) > np.iinfo(np.int32).max:
+        raise ValueError(f"restore: counters must be (n_points, {len(COUNTERS)}) = {(n_points, len(COUNTERS))} "
+                         f"non-negative int32 counts, got shape {c.shape}")
+    return c.astype(np.int32)

@@ -145,7 +145,10 @@ def test_loss_equals_direct_eq17(ti_runtime):
     c = [(0, 0), (1, 1), (0, 1)]
     num = sum(((pred[:, :, i, j] - target[:, :, i, j]) ** 2).sum() for i, j in c)
     den = sum((target[:, :, i, j] ** 2).sum() for i, j in c)
-    assert cal.eval_misfit(cal.phi0.numpy(), cal.train) == pytest.approx(num / den, rel=1e-8)
+    # f32: the bridge's path and the replay round differently (a few ulp, ~1e-7 of a stress), and a
+    # misfit of a 3 % offset amplifies that 2 / 0.03 times: 1e-5 (measured 7e-7 on Vulkan)
+    rel = 1e-8 if ti_runtime.precision() == "f64" else 1e-5
+    assert cal.eval_misfit(cal.phi0.numpy(), cal.train) == pytest.approx(num / den, rel=rel)
 
 
 def test_split_penalty_schedule():
