@@ -1,7 +1,8 @@
 """DEM cells partitioned across Ray actors (kernels.partition): strong and weak scaling, the
 per-step exchange overhead, and a projection of the PTC FEM-DEM run from the measured per-cell cost.
 
-    python benchmarks/partition.py [--cells 24] [--steps 5] [--spi 20] [--tol 0.05] [--arch cpu] [--project]
+    python benchmarks/partition.py [--cells 24] [--steps 5] [--spi 20] [--tol 0.05] [--ray-cpus N]
+                                   [--arch cpu] [--project]
 
 Each configuration builds a batch of ``--cells`` cells of ``--packing`` (or twice as many, weak
 scaling), applies one warm-up macro step (the workers compile or load their kernels) and times
@@ -97,6 +98,9 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--spi", type=int, default=20, help="DEM steps under strain per macro step")
     ap.add_argument("--tol", type=float, default=0.05, help="relaxation tolerance (0: no relaxation)")
+    ap.add_argument("--ray-cpus", type=int, default=None,
+                    help="CPUs of the local Ray cluster (1: every worker's Taichi runs on one thread, "
+                         "so 1 and 2 workers compare one core against two)")
     ap.add_argument("--arch", default="cpu")
     ap.add_argument("--fp", default="auto")
     ap.add_argument("--project", action="store_true", help="also time PTC-size cells and project the PTC run")
@@ -107,6 +111,11 @@ def main():
 
     runtime.init(args.arch, args.fp)
     t = time.perf_counter()
+    if args.ray_cpus:
+        import ray
+
+        ray.init(address="local", num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR)
     partition.connect(None)
     print(json.dumps({"ray_init_s": time.perf_counter() - t}), flush=True)
     n = args.cells

@@ -238,6 +238,19 @@ class PartitionedBatch(CellReports):
 
         closing = [a.close.remote() for a in self.actors]
         ray.wait(closing, num_returns=len(closing), timeout=CLOSE_TIMEOUT_S)
+        key = "GPU" if "num_gpus" in self.plan.options[0] else "CPU"
+        held = sum(o.get("num_gpus", o.get("num_cpus", 0.0)) for o in self.plan.options)
+        target = ray.available_resources().get(key, 0.0) + held - 1e-6
         for a in self.actors:
             ray.kill(a)
         self.actors = []
+        _await_available(ray, key, target)
+
+
+def _await_available(ray, key: str, target: float, timeout_s: float = 10.0) -> None:
+    """Wait (up to ``timeout_s``) until Ray reports ``target`` of resource ``key`` available: it
+    releases a killed actor's CPUs or GPUs asynchronously, and a batch built right after the close
+    would be refused for want of them."""
+    end = time.monotonic() + timeout_s
+    while ray.available_resources().get(key, 0.0) < target and time.monotonic() < end:
+        time.sleep(0.05)
