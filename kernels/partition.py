@@ -66,18 +66,20 @@ def use_token_auth_if_available() -> bool:
         setup_log.setLevel(level)
 
 
-def connect(address: str | None):
-    """Ray, connected to the cluster at ``address`` (``HOST:PORT``) or to a new local one; quiet."""
+def connect(address: str | None, num_cpus: int | None = None, runtime_env: dict | None = None):
+    """Ray, connected to the cluster at ``address`` (``HOST:PORT``) or to a new local one (never one
+    that ``ray start`` left running on this machine) of ``num_cpus`` CPUs (default: all); quiet.
+    ``runtime_env``: Ray's per-job environment (e.g. ``env_vars``). Connected already: that Ray."""
     import ray
 
     if not ray.is_initialized():
-        quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
+        quiet = dict(log_to_driver=False, logging_level=logging.ERROR, runtime_env=runtime_env)
         try:
             if address:
                 use_token_auth_if_available()
                 ray.init(address=address, **quiet)
             else:
-                ray.init(address="local", include_dashboard=False, **quiet)
+                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"--address {address}" if address else "a local Ray cluster"
             hint = f"; {AUTH_HINT}" if address else ""

@@ -98,17 +98,14 @@ def _result(ray, ref, stage: Stage) -> dict:
 
 def _start_ray(workers: int | None, address: str | None):
     try:
-        import ray
+        import ray  # noqa: F401
     except ImportError:
         raise click.ClickException('--executor ray needs Ray: pip install -e ".[cluster]"') from None
-    env = {"env_vars": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1))}}
-    if address:
-        from kernels.partition import use_token_auth_if_available
+    from kernels.partition import connect
+    from kernels.placement import PlacementError
 
-        use_token_auth_if_available()
-        ray.init(address=address, runtime_env=env, log_to_driver=False, ignore_reinit_error=True)
-    else:
-        # a new local cluster, never one that `ray start` left running on this machine
-        ray.init(address="local", num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                 runtime_env=env, ignore_reinit_error=True)
-    return ray
+    env = {"env_vars": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1))}}
+    try:
+        return connect(address, num_cpus=workers or os.cpu_count(), runtime_env=env)
+    except PlacementError as exc:
+        raise click.ClickException(str(exc)) from None
