@@ -56,7 +56,8 @@ SKIPS = (
     Skip("tests/unit/test_calibrate.py::test_refined_paths_equal_the_global_refinement_when_counts_agree", "f32",
          "bit-for-bit in f64; in f32 the two paths differ by 1 ulp (" + ROUND_OFF + ")"),
     Skip("tests/unit/test_calibrate.py::test_recovers_known_parameters_from_synthetic_data", "f32",
-         "recovers parameters to a tolerance set by the f64 misfit; f32 gradients stall the optimiser earlier"),
+         "asks for a thousandfold drop of the misfit; f32 rounding of data and model leaves a floor just "
+         "above it (CPU f32: 2.1e-3 of the first misfit, 2e-3 asked)"),
     Skip("tests/unit/test_calibrate_trust.py::test_chunked_gradient_equals_one_chunk", "f32",
          "rtol 1e-10; in f32 the chunks sum in another order (8e-8) (" + ROUND_OFF + ")"),
     Skip("tests/unit/test_dem_contact.py::test_two_spheres_match_yade_reference", "f32",
