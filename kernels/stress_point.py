@@ -638,7 +638,8 @@ def _counter_rows(counters, n_points: int) -> np.ndarray:
         rows = np.repeat((c // n_points)[None], n_points, axis=0)
         rows[0] += c % n_points
         c = rows
-    if c.shape != (n_points, len(COUNTERS)) or c.min(initial=0) < 0 or c.max(initial=0) > np.iinfo(np.int32).max:
-        raise ValueError(f"restore: counters must be (n_points, {len(COUNTERS)}) = {(n_points, len(COUNTERS))} "
-                         f"non-negative int32 counts, got shape {c.shape}")
+    if c.shape != (n_points, len(COUNTERS)):
+        raise ValueError(f"restore: counters must have shape {(n_points, len(COUNTERS))}, got {c.shape}")
+    if c.min(initial=0) < 0 or c.max(initial=0) > np.iinfo(np.int32).max:
+        raise ValueError("restore: counters must be non-negative counts of at most 2**31 - 1 per point")
     return c.astype(np.int32)

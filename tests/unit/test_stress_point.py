@@ -164,3 +164,28 @@ def test_reverse_sweep_equals_taichi_tape(ti_runtime):
     assert again[0] == loss
     np.testing.assert_array_equal(again[1], grad)
     assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+
+
+def test_event_counters_are_per_point_and_old_totals_restore(ti_runtime):
+    """Counters live per point (32-bit, no atomics: Vulkan has no 64-bit atomics and returned
+    garbage); counts() sums them; a checkpoint with the old totals-only counters keeps its sums."""
+    from kernels.stress_point import COUNTERS, StressPointBatch
+
+    b = StressPointBatch("csuh", 3, 100e3)
+    deps, stress = _fields(3, ti_runtime.real())
+    stress.from_numpy(b.initial_stress())
+    d = np.zeros((3, 3, 3))
+    d[:, 2, 2] = -2e-4
+    deps.from_numpy(d)
+    for _ in range(5):
+        b.update(deps, stress)
+    snap = b.snapshot()
+    assert snap["counters"].shape == (3, len(COUNTERS)) and list(snap["counters"][:, 0]) == [5, 5, 5]
+    assert b.counts()["steps"] == 15 and b.counts()["substeps"] >= 15
+    totals = np.array([5 * 10**9 + 7, 40, 0, 3, 0, 1], dtype=np.int64)   # old format, over int32 in all
+    b.restore({**snap, "counters": totals})
+    assert list(b.counts().values()) == totals.tolist()
+    with pytest.raises(ValueError, match="counters must have shape"):
+        b.restore({**snap, "counters": np.zeros((2, len(COUNTERS)))})
+    with pytest.raises(ValueError, match="at most 2..31 - 1 per point"):
+        b.restore({**snap, "counters": np.full(len(COUNTERS), 7 * 10**9)})
