@@ -177,8 +177,8 @@ class StressPointBatch(_Common):
             st = self.state[i]
             sig = -A[A_P0] / self.scale * ti.Matrix.identity(float, 3)
             eps_prev = ti.Matrix.zero(float, 3, 3)
-            # counts summed in locals and added once: on lavapipe a field write inside a thread's
-            # loop cut the loop short (kernels/dem_neighbors.py module doc); here after 2 of the steps
+            # counts summed in locals and added once: on lavapipe an atomic inside a thread's loop
+            # cuts the loop short (kernels/dem_neighbors.py module doc); here after 2 of the steps
             n_sub, n_clip, n_pl, n_gd, n_apex = 0, 0, 0, 0, 0
             for t in range(n_steps):
                 eps = strain[i, t]
