@@ -43,7 +43,8 @@ def init(arch: str = "cpu", fp: str = "f64", debug: bool = False, **kwargs) -> s
     arch : one of ``cpu``, ``cuda``, ``vulkan``, ``auto``.
     fp : default real precision, ``f64``, ``f32`` or ``auto`` (see :func:`resolve_fp`).
 
-    Returns the name of the backend actually used.
+    Returns the name of the backend actually used (``auto`` may fall back to the CPU; ``cuda``
+    and ``vulkan`` without their device raise :class:`BackendError`).
     """
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
@@ -63,6 +64,10 @@ def init(arch: str = "cpu", fp: str = "f64", debug: bool = False, **kwargs) -> s
     ti.init(arch=target, default_fp=ti.f64 if fp == "f64" else ti.f32,
             default_ip=ti.i32, debug=debug, log_level=ti.WARN, **kwargs)
     used = str(ti.lang.impl.current_cfg().arch).split(".")[-1]
+    if arch in ("cuda", "vulkan") and used != arch:      # Taichi falls back to the CPU with a warning
+        ti.reset()
+        raise BackendError(f"--arch {arch}: no {arch} device on this machine (Taichi could only start "
+                           f"{used}); use --arch cpu, or --arch auto for a GPU when there is one")
     if used == "vulkan" and fp == "f64":
         ti.reset()
         raise BackendError(VULKAN_F64)
