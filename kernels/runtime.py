@@ -55,6 +55,7 @@ def init(arch: str = "cpu", fp: str = "f64", debug: bool = False, **kwargs) -> s
 
     target = {"cpu": ti.cpu, "cuda": ti.cuda, "vulkan": ti.vulkan, "auto": ti.gpu}[arch]
     ti.reset()
+    _state.update(arch=None, fp=None, fast_math=True)    # nothing is running until this init succeeds
     if "TI_OFFLINE_CACHE" not in os.environ:          # the environment may switch the cache off (tests)
         kwargs.setdefault("offline_cache", True)
     if arch == "cpu":

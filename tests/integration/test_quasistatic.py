@@ -94,6 +94,7 @@ def test_stable_step_follows_thinning_elements_on_an_updated_mesh(ti_runtime):
         pts = model.mesh.points
         squeeze = np.zeros_like(pts)
         squeeze[:, 1] = -0.5 * (pts[:, 1] - pts[:, 1].min())              # y -> y0 + (y - y0) / 2
+        squeeze = squeeze.astype(model.fem.u.to_numpy().dtype).astype(np.float64)   # what the field holds (f32 on a GPU)
         model.fem.u.from_numpy(squeeze.astype(model.fem.u.to_numpy().dtype))
         masses = MassScaling(model)
         before = model.mass_scaling
