@@ -15,7 +15,7 @@ from engine.boundary import boundary_at, curve_weights, pressure_forces, resolve
 from engine.case import Case, CaseError
 from engine.mesh import Mesh, MeshError, load_mesh
 from kernels import registry
-from kernels.fem import ExplicitFEM, critical_time_step, smallest_height
+from kernels.fem import ExplicitFEM, critical_time_step
 from kernels.registry import BatchRequest
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,6 @@ class Model:
     curve_names: list
     material_check: object = None      # step -> message when the material failed, '' otherwise
     bcs: tuple = ()                    # the resolved [[bc]] entries (engine.boundary.Prescribed)
-    height0: float = 0.0               # smallest element height of the initial mesh (m; kernels.fem.smallest_height)
 
 
 def make_material(case: Case, n_points: int, kinematics: str, dim: int, points_per_element: int,
@@ -152,5 +151,5 @@ def build(case: Case, cluster: str | None = None) -> Model:
     log.info("%s; dt_crit %.3g s, mass scaling %.3g", mesh.summary(), dt_crit, scaling)
     return Model(case=case, mesh=mesh, fem=fem, material=material, kinematics=kinematics,
                  dt_crit=dt_crit, mass_scaling=scaling, wave_modulus=wave, curve_names=[c.name for c in curves],
-                 material_check=material.check, bcs=tuple(bcs), height0=smallest_height(mesh.points, mesh.cells))
+                 material_check=material.check, bcs=tuple(bcs))
 

@@ -4,8 +4,7 @@ Two pieces, both driven by ``engine.driver``:
 
 * :class:`MassScaling`: with ``run.mass_scaling = "auto"`` the nodal masses are scaled so that
   ``run.dt`` is ``run.dt_safety`` times the stable step of the material as built; when a
-  pressure-dependent material stiffens during the run, or (updated Lagrangian) the elements thin
-  (the stable step taken to scale with the smallest element height), and ``run.dt`` comes within the upper half of
+  pressure-dependent material stiffens during the run and ``run.dt`` comes within the upper half of
   the safety margin (above ``(1 + dt_safety) / 2`` of the stable step), the masses are raised again
   so that the full margin is back (variable mass scaling at intervals, as explicit codes offer it).
   The time step and the loading stay as the case gives them; only inertia grows, and the energy
@@ -28,7 +27,6 @@ import numpy as np
 
 from engine.recorders.base import Interval, Recorder, Step, Timed
 from engine.runfolder import QUASISTATIC
-from kernels.fem import smallest_height
 
 log = logging.getLogger(__name__)
 
@@ -55,33 +53,23 @@ class MassScaling:
             return ""
         model = self.model
         case = model.case
-        stiffer = max(model.material.wave_modulus() / model.wave_modulus, 1.0)
-        thinner = min(self._height_ratio(), 1.0)
-        if stiffer == 1.0 and thinner == 1.0:
+        wave = model.material.wave_modulus()
+        if wave <= model.wave_modulus:
             return ""
-        dt_stable = model.dt_crit * thinner / np.sqrt(stiffer)      # unscaled, today's modulus and mesh
+        dt_stable = model.dt_crit * np.sqrt(model.wave_modulus / wave)      # unscaled, at today's modulus
         dt_now = dt_stable * np.sqrt(model.mass_scaling)
         if not self.adaptive:
             if case.dt <= dt_now:
                 return ""
             need = model.mass_scaling * (case.dt / dt_now) ** 2
-            why = [f"the material stiffened (constrained modulus {stiffer:.3g} x the initial)"] if stiffer > 1 else []
-            why += [f"the elements thinned (smallest height {thinner:.3g} x the initial)"] if thinner < 1 else []
-            return (f"step {step}: {' and '.join(why)}, so run.dt = {case.dt:g} s is above the stable step "
-                    f"{dt_now:.3g} s; set run.mass_scaling >= {need:.3g} or \"auto\" (variable mass scaling)")
+            return (f"step {step}: the material stiffened (constrained modulus {wave:.3g} Pa, "
+                    f"{wave / model.wave_modulus:.3g} x the initial) and run.dt = {case.dt:g} s is above the "
+                    f"stable step {dt_now:.3g} s; set run.mass_scaling >= {need:.3g} or \"auto\" "
+                    "(variable mass scaling)")
         if case.dt <= 0.5 * (1.0 + case.dt_safety) * dt_now:
             return ""
         self.raise_to(step, (case.dt / (case.dt_safety * dt_stable)) ** 2)
         return ""
-
-    def _height_ratio(self) -> float:
-        """Smallest element height of the current mesh over the initial one (updated Lagrangian
-        only; 1 on a fixed mesh): the stable step falls with it as elements thin."""
-        model = self.model
-        if not model.fem.updated:
-            return 1.0
-        x = model.mesh.points + model.fem.u.to_numpy().astype(np.float64)
-        return smallest_height(x, model.mesh.cells) / model.height0
 
     def raise_to(self, step: int, factor: float) -> None:
         """Scale the masses to ``factor`` times the real ones from ``step`` on."""

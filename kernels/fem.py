@@ -103,26 +103,6 @@ def critical_time_step(points: np.ndarray, cells: np.ndarray, wave_modulus: floa
     return float(dt)
 
 
-HEX_FACES = np.array([[0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 5, 4], [1, 2, 6, 5], [2, 3, 7, 6], [3, 0, 4, 7]])
-
-
-def smallest_height(points: np.ndarray, cells: np.ndarray) -> float:
-    """The smallest element height (m) of a mesh: a triangle's area over half its longest edge, a
-    hexahedron's volume (at its centre) over its largest face (quadrilateral: half the cross product
-    of its diagonals). The stable step of an element scales with it, so the ratio of the current to
-    the initial value tracks how a deforming mesh lowers the stable step."""
-    X = points[cells]
-    if cells.shape[1] == 3:
-        e = X[:, [1, 2, 0]] - X                                    # the three edges
-        area = 0.5 * np.abs(e[:, 0, 0] * e[:, 1, 1] - e[:, 0, 1] * e[:, 1, 0])
-        return float((2.0 * area / np.linalg.norm(e, axis=2).max(axis=1)).min())
-    _, dN = hex_shape(np.zeros((1, 3)))
-    vol = 8.0 * np.linalg.det(np.einsum("eai,aj->eij", X, dN[0]))
-    F = X[:, HEX_FACES]                                            # (ne, 6, 4, 3)
-    face = 0.5 * np.linalg.norm(np.cross(F[:, :, 2] - F[:, :, 0], F[:, :, 3] - F[:, :, 1]), axis=2)
-    return float((vol / face.max(axis=1)).min())
-
-
 STATE_FIELDS = ("u", "v", "stress", "strain", "reaction", "work")
 
 
