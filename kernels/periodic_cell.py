@@ -45,7 +45,9 @@ from kernels.dem_contacts import ContactForces
 from kernels.dem_neighbors import OVERFLOW_LIST, OVERFLOW_MIRROR, OVERFLOW_THIN, VerletLists
 from materials import contact as law
 
-SERIAL_SLOTS = runtime.SERIAL_SLOTS    # particle-parallel loops serialized up to this many slots
+# neighbour-list entries per particle when not given (loose packings; dense ones are sized from
+# their lists: kernels.dem_neighbors.list_capacity)
+DEFAULT_MAX_CONTACTS = {2: 16, 3: 32}
 
 
 class CapacityError(RuntimeError):
@@ -74,7 +76,7 @@ class PeriodicCells:
         self.n_cells = int(n_cells)
         self.max_p = int(max_particles)
         self.exact_serial = runtime.exact_serial_loops()
-        self.serial = self.exact_serial and self.n_cells * self.max_p <= SERIAL_SLOTS
+        self.serial = self.exact_serial and self.n_cells * self.max_p <= runtime.SERIAL_SLOTS
         nc, npm, real = self.n_cells, self.max_p, self.real
         self.npart = ti.field(ti.i32, shape=nc)
         self.active = ti.field(ti.i32, shape=nc)
@@ -113,7 +115,7 @@ class PeriodicCells:
         self.n_flips = ti.field(ti.i32, shape=nc)
         self.flip_auto = ti.field(ti.i32, shape=nc)
         if max_contacts is None:
-            max_contacts = 16 if dim == 2 else 32
+            max_contacts = DEFAULT_MAX_CONTACTS[dim]
         self.lists = VerletLists(self, max_contacts)
         self.contacts = ContactForces(self, self.lists)
         # the CPU's cell-major step, or one thread per particle (kernels.runtime.dem_cell_major)
@@ -280,7 +282,7 @@ class PeriodicCells:
         serial and parallel loops give the same bits (``kernels.runtime.exact_serial_loops``)."""
         if active is None:
             return self.serial
-        return self.serial or (self.exact_serial and active * self.max_p <= SERIAL_SLOTS)
+        return self.serial or (self.exact_serial and active * self.max_p <= runtime.SERIAL_SLOTS)
 
     def step(self, n: int = 1, active: int | None = None):
         """Advance the active cells by ``n`` time steps (each cell with its own dt).

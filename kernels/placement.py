@@ -55,9 +55,9 @@ def cell_bytes(max_particles: int, dim: int, max_contacts: int | None) -> tuple[
     for ``n`` cells of ``K`` list entries per particle; three probe batches of one or two cells
     and one or two entries give ``a``, ``b`` and ``c0`` (a few kB each, whatever ``K`` is asked).
     """
-    from kernels.periodic_cell import PeriodicCells
+    from kernels.periodic_cell import DEFAULT_MAX_CONTACTS, PeriodicCells
 
-    k = max_contacts if max_contacts is not None else (16 if dim == 2 else 32)   # loose packings' default
+    k = max_contacts if max_contacts is not None else DEFAULT_MAX_CONTACTS[dim]
     b11 = PeriodicCells(1, max_particles, dim, 1).nbytes()
     b12 = PeriodicCells(1, max_particles, dim, 2).nbytes()
     b21 = PeriodicCells(2, max_particles, dim, 1).nbytes()

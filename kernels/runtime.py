@@ -141,4 +141,3 @@ def dem_cell_major(n_cells: int, max_particles: int) -> bool:
 
     threads = ti.lang.impl.current_cfg().cpu_max_num_threads
     return n_cells >= threads or n_cells * max_particles <= SERIAL_SLOTS
-
